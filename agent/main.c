@@ -1,0 +1,9 @@
+/* ota-agent command line (being built). */
+#include <stdio.h>
+
+int
+main(void)
+{
+    fputs("not yet implemented\n", stderr);
+    return 1;
+}
