@@ -1518,6 +1518,21 @@ verify_targets(const char *pub, const json_t *targets, struct vstate *vs, json_t
                               (int)(slash - tpath), tpath, hex, slash + 1);
         }
         if (rc == OTA_OK) {
+            /* A separate digest pass first, so a corrupted file is reported as such rather
+             * than as whatever the decompressor trips over. */
+            unsigned char      got[OTA_SHA256_LEN];
+            unsigned long long len = 0;
+            rc = ota_sha256_file(file, got, &len, &d1);
+            if (rc == OTA_OK &&
+                len != (unsigned long long)json_integer_value(json_object_get(t, "length")))
+                rc = ota_diag_set(&d1, OTA_E_LENGTH, "'%s' is %llu bytes, targets metadata says "
+                                  "%lld", file, len,
+                                  (long long)json_integer_value(json_object_get(t, "length")));
+            else if (rc == OTA_OK && memcmp(got, want, sizeof want) != 0)
+                rc = ota_diag_set(&d1, OTA_E_DIGEST, "'%s' does not match the sha256 in the "
+                                  "targets metadata", file);
+        }
+        if (rc == OTA_OK) {
             memset(&o, 0, sizeof o);
             o.verify = verify_bundle_cb;
             o.verify_ctx = vs;
