@@ -508,6 +508,16 @@ test_not_consistent_and_no_hashes(void **state)
     assert_string_equal(u, want);
     free(u);
     ota_tuf_client_free(c);
+    /* without digests in the metafiles, versions alone tell a new snapshot and targets from
+     * the local copies */
+    add_target(&r, r.targets, "dir/new.txt", "new", NULL);
+    r.ts_v = r.snap_v = r.tg_v = 2;
+    publish_all(&r);
+    assert_int_equal(refresh_at(&r, NOW, &c), OTA_OK);
+    assert_int_equal(ota_tuf_client_version(c, "snapshot"), 2);
+    assert_int_equal(ota_tuf_client_version(c, "targets"), 2);
+    assert_int_equal(ota_tuf_client_find_target(c, "dir/new.txt", &t, &d), OTA_OK);
+    ota_tuf_client_free(c);
     repo_free(&r);
 }
 
@@ -734,6 +744,12 @@ test_expired_and_frozen(void **state)
     publish_all(&r);
     assert_int_equal(refresh_at(&r, NOW, NULL), OTA_E_EXPIRED);
     assert_same_file(&r, "targets.json", "1.targets.json");
+    r.ts_v = 4;
+    r.snap_v = 4;
+    r.tg_v = 3;
+    r.tg_exp = FAR_FUTURE;
+    publish_all(&r);
+    assert_int_equal(refresh_at(&r, NOW, NULL), OTA_OK);
     r.root_v = 2;
     r.root_exp = NOW - DAY;
     publish_root(&r);
@@ -1095,6 +1111,56 @@ test_delegation_bound(void **state)
     repo_free(&r);
 }
 
+static void
+test_delegation_visits_once(void **state)
+{
+    struct repo                r;
+    struct ota_tuf_client     *c = NULL;
+    struct ota_tuf_client_opts o;
+    struct ota_tuf_target      t;
+    struct ota_diag            d;
+    const struct fx_key       *dk[] = { &K[4] };
+    json_t                    *te;
+
+    (void)state;
+    /* targets -> A, B; A -> C; B -> C, E; the target is in E. Visiting C once, the search
+     * reaches E as its fifth role: targets, A, C, B, E. */
+    repo_init(&r);
+    r.delegations = delegations_of(
+        &K[4], json_pack("[o, o]", fx_delegated_role("A", dk, 1, 1, json_pack("[s]", "*"), 0),
+                         fx_delegated_role("B", dk, 1, 1, json_pack("[s]", "*"), 0)));
+    publish_role(&r, "A", 1, json_object(),
+                 delegations_of(&K[4], json_pack("[o]", fx_delegated_role(
+                                                            "C", dk, 1, 1, json_pack("[s]", "*"),
+                                                            0))),
+                 dk, 1);
+    publish_role(&r, "B", 1, json_object(),
+                 delegations_of(&K[4],
+                                json_pack("[o, o]",
+                                          fx_delegated_role("C", dk, 1, 1, json_pack("[s]", "*"),
+                                                            0),
+                                          fx_delegated_role("E", dk, 1, 1, json_pack("[s]", "*"),
+                                                            0))),
+                 dk, 1);
+    publish_role(&r, "C", 1, json_object(), NULL, dk, 1);
+    te = json_object();
+    add_target(&r, te, "in-e", "e", NULL);
+    publish_role(&r, "E", 1, te, NULL, dk, 1);
+    publish_root(&r);
+    publish_all(&r);
+    client_init(&r);
+    o = opts_at(&r, NOW);
+    o.max_delegations = 5;
+    assert_int_equal(refresh_opts(&o, &c, &d), OTA_OK);
+    assert_int_equal(ota_tuf_client_find_target(c, "in-e", &t, &d), OTA_OK);
+    ota_tuf_client_free(c);
+    o.max_delegations = 4;
+    assert_int_equal(refresh_opts(&o, &c, &d), OTA_OK);
+    assert_int_equal(ota_tuf_client_find_target(c, "in-e", &t, &d), OTA_E_NOT_FOUND);
+    ota_tuf_client_free(c);
+    repo_free(&r);
+}
+
 /* ---- the conformance CLI -------------------------------------------------------------- */
 
 static int
@@ -1214,6 +1280,7 @@ main(void)
         cmocka_unit_test(test_delegations),
         cmocka_unit_test(test_terminating),
         cmocka_unit_test(test_delegation_bound),
+        cmocka_unit_test(test_delegation_visits_once),
         cmocka_unit_test(test_cli),
     };
 
