@@ -128,7 +128,7 @@ publish_root(struct repo *r)
 static char *
 versioned(const struct repo *r, long long v, const char *name)
 {
-    static char buf[4][300];
+    static char buf[4][800];
     static int  i;
     char       *p = buf[i++ % 4];
 
