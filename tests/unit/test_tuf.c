@@ -882,10 +882,69 @@ test_role_changed(void **state)
     ota_tuf_md_free(b);
 }
 
+/* formats/tuf.md "Test vector", served indented. */
+#define VEC_KEYID "7ab6b86cb2c9684b0ddc10896153aa2595decf4d4327a5ff1a8ab7422c828b12"
+#define VEC_SIG                                                                                \
+    "70ad4fc7c9ee928fdf86577ed816b70c20d2ead003109ad78ae7a831e9c01e3b76a710812d04a1a77239afa5" \
+    "79000bd699758810b94bc6975640d1cbbfa7d407"
+#define VEC_ROLE "{ \"keyids\": [ \"" VEC_KEYID "\" ], \"threshold\": 1 }"
+static const char vector_doc[] =
+    "{\n  \"signatures\": [ { \"keyid\": \"" VEC_KEYID "\",\n    \"sig\": \"" VEC_SIG "\" } ],\n"
+    "  \"signed\": {\n    \"_type\": \"root\",\n    \"spec_version\": \"1.0.31\",\n"
+    "    \"version\": 1,\n    \"expires\": \"2030-01-01T00:00:00Z\",\n"
+    "    \"consistent_snapshot\": true,\n"
+    "    \"keys\": { \"" VEC_KEYID "\": { \"keytype\": \"ed25519\", \"scheme\": \"ed25519\",\n"
+    "      \"keyval\": { \"public\": "
+    "\"8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c\" } } },\n"
+    "    \"roles\": { \"root\": " VEC_ROLE ", \"timestamp\": " VEC_ROLE ",\n"
+    "      \"snapshot\": " VEC_ROLE ", \"targets\": " VEC_ROLE " }\n  }\n}\n";
+
+static void
+test_vector(void **state)
+{
+    struct ota_tuf_md *md = NULL;
+    struct ota_diag    d;
+    char              *canon = NULL, hex[OTA_SHA256_HEX], *tampered, *p;
+    size_t             len = 0;
+    json_t            *sig;
+
+    (void)state;
+    assert_int_equal(ota_tuf_parse(vector_doc, strlen(vector_doc), OTA_JSON_MAX, OTA_TUF_ROOT,
+                                   &md, &d),
+                     OTA_OK);
+    assert_int_equal(ota_tuf_md_verify(md, ota_tuf_root_role(md, OTA_TUF_ROOT), &d), OTA_OK);
+    assert_string_equal(ota_tuf_root_role(md, OTA_TUF_ROOT)->keys[0].keyid, VEC_KEYID);
+    assert_string_equal(K[0].keyid, VEC_KEYID); /* key 1 of the fixtures is the vector's key */
+    assert_int_equal(ota_tuf_md_expires(md), 1893456000);
+    assert_int_equal(ota_cjson_encode(ota_tuf_md_signed(md), OTA_JSON_MAX, &canon, &len, NULL),
+                     OTA_OK);
+    assert_int_equal(len, 742);
+    assert_int_equal(ota_sha256_hex(canon, len, hex), OTA_OK);
+    assert_string_equal(hex, "25174596360ce44104acaf0c46c5ae4a9954a82d2febb7bee4464bb333d4d5bf");
+    /* our signer reproduces the signature byte for byte */
+    sig = fx_sig(&K[0], ota_tuf_md_signed(md));
+    assert_string_equal(json_string_value(json_object_get(sig, "sig")), VEC_SIG);
+    json_decref(sig);
+    free(canon);
+    ota_tuf_md_free(md);
+    /* one changed byte in "signed" and the signature no longer holds */
+    tampered = strdup(vector_doc);
+    p = strstr(tampered, "2030-01-01");
+    p[3] = '1';
+    assert_int_equal(ota_tuf_parse(tampered, strlen(tampered), OTA_JSON_MAX, OTA_TUF_ROOT, &md,
+                                   &d),
+                     OTA_OK);
+    assert_int_equal(ota_tuf_md_verify(md, ota_tuf_root_role(md, OTA_TUF_ROOT), &d),
+                     OTA_E_THRESHOLD);
+    ota_tuf_md_free(md);
+    free(tampered);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_vector),
         cmocka_unit_test(test_good_root),
         cmocka_unit_test(test_good_timestamp_snapshot_targets),
         cmocka_unit_test(test_wrong_type_and_spec_version),
