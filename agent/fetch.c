@@ -8,6 +8,7 @@
 #include <curl/curl.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -292,7 +293,7 @@ ota_fetch_mem(const struct ota_fetch_opts *o, const char *url, size_t max, unsig
     memset(&x, 0, sizeof x);
     x.o = o;
     x.url = url;
-    x.limit = max;
+    x.limit = max < SIZE_MAX ? max : SIZE_MAX - 1; /* room for the NUL */
     x.limit_rc = OTA_E_TOO_BIG;
     x.d = d;
     rc = perform(&x);
