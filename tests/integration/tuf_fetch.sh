@@ -134,7 +134,9 @@ grep -q "no target 'app/app-9.9.9.ota'" "$tmp/err" || fail "unclear message: $(c
 # --- the repository expires a year from now: frozen metadata is refused later -------------
 command -v faketime >/dev/null 2>&1 || fail "faketime not found; install it with tools/deps.sh"
 before=$(cd "$md" && sha256sum ./*)
-if faketime -f +400d "$client" --metadata-dir "$md" \
+# faketime is an LD_PRELOAD library: a sanitizer build must be told to accept it first.
+asan="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0"
+if ASAN_OPTIONS=$asan faketime -f +400d "$client" --metadata-dir "$md" \
     --metadata-url "$NGINX_URL/plain/metadata" refresh 2>"$tmp/err"; then
     fail "refresh accepted metadata 400 days past its expiry"
 fi
