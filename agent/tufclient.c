@@ -406,7 +406,7 @@ update_root(struct ota_tuf_client *c, struct ota_diag *d)
     unsigned           i;
     ota_err            rc = OTA_OK;
 
-    for (i = 0; i < c->max_root_rotations; i++) {
+    for (i = 0; i < c->max_root_rotations && ota_tuf_md_version(c->root) < LLONG_MAX; i++) {
         long long next = ota_tuf_md_version(c->root) + 1;
         char     *url = meta_url(c, next, "root", ".json");
         if (url == NULL) {

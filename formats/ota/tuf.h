@@ -79,7 +79,8 @@ struct ota_tuf_md; /* a parsed document; opaque */
 ota_err ota_tuf_parse(const void *buf, size_t len, size_t max, enum ota_tuf_type type,
                       struct ota_tuf_md **out, struct ota_diag *d) OTA_MUST_CHECK;
 
-void ota_tuf_md_free(struct ota_tuf_md *md); /* accepts NULL */
+/** Free a parsed document and everything borrowed from it; accepts NULL. */
+void ota_tuf_md_free(struct ota_tuf_md *md);
 
 /** Check that a threshold of role's keys signed md. OTA_E_THRESHOLD, OTA_E_FORMAT. */
 ota_err ota_tuf_md_verify(const struct ota_tuf_md *md, const struct ota_role_keys *role,
@@ -89,6 +90,7 @@ ota_err ota_tuf_md_verify(const struct ota_tuf_md *md, const struct ota_role_key
 ota_err ota_tuf_md_check_expiry(const struct ota_tuf_md *md, int64_t now,
                                 struct ota_diag *d) OTA_MUST_CHECK;
 
+/** Type, "version" and "expires" (seconds since the epoch) of a parsed document. */
 enum ota_tuf_type ota_tuf_md_type(const struct ota_tuf_md *md);
 long long         ota_tuf_md_version(const struct ota_tuf_md *md);
 int64_t           ota_tuf_md_expires(const struct ota_tuf_md *md);
