@@ -68,12 +68,34 @@ repo_write(struct repo *r, const char *name, const void *buf, size_t len)
     write_file(p, buf, len);
 }
 
+/* Temp dirs of repositories still open: a failed assertion leaves its test early, so the
+ * group teardown removes what the test could not. */
+static char live[64][64];
+
+static void
+live_set(const char *dir, int on)
+{
+    size_t i;
+
+    for (i = 0; i < 64; i++) {
+        if (on && live[i][0] == '\0') {
+            snprintf(live[i], sizeof live[i], "%s", dir);
+            return;
+        }
+        if (!on && strcmp(live[i], dir) == 0) {
+            live[i][0] = '\0';
+            return;
+        }
+    }
+}
+
 static void
 repo_init(struct repo *r)
 {
     memset(r, 0, sizeof *r);
     snprintf(r->dir, sizeof r->dir, "/tmp/ota-test-tufc.XXXXXX");
     assert_non_null(mkdtemp(r->dir));
+    live_set(r->dir, 1);
     snprintf(r->meta, sizeof r->meta, "%s/metadata", r->dir);
     snprintf(r->tdir, sizeof r->tdir, "%s/targets", r->dir);
     snprintf(r->client, sizeof r->client, "%s/client", r->dir);
@@ -103,6 +125,7 @@ repo_free(struct repo *r)
     free(r->snap_bytes);
     if (ota_rm_rf(r->dir, NULL) != OTA_OK)
         fprintf(stderr, "cannot remove %s\n", r->dir);
+    live_set(r->dir, 0);
 }
 
 static void
@@ -1257,6 +1280,18 @@ test_cli(void **state)
     repo_free(&r);
 }
 
+static int
+teardown(void **state)
+{
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < 64; i++)
+        if (live[i][0] != '\0' && ota_rm_rf(live[i], NULL) != OTA_OK)
+            fprintf(stderr, "cannot remove %s\n", live[i]);
+    return 0;
+}
+
 int
 main(void)
 {
@@ -1279,5 +1314,5 @@ main(void)
         cmocka_unit_test(test_cli),
     };
 
-    return cmocka_run_group_tests(tests, setup, NULL);
+    return cmocka_run_group_tests(tests, setup, teardown);
 }
