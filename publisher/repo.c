@@ -1157,38 +1157,71 @@ target_file(const struct ota_repo *r, const char *app, const json_t *t, char *ou
     return ota_path_fmt(out, cap, d, "%s/%s/%s.%s-%s.ota", r->tdir, app, hex, app, ver);
 }
 
-ota_err
-ota_repo_republish(struct ota_repo *r, const char *app, const char *old_version,
-                   const char *new_version, const char *channel, int rollout, struct ota_diag *d)
+/* Unpack a published bundle (authenticated with the verifier given: the current targets keys,
+ * or the old ones during a rotation) and pack its content again with release rel, signed
+ * with the current targets keys, into out. */
+static ota_err
+repack(struct ota_repo *r, const char *src, ota_verify_fn verify, void *verify_ctx,
+       const struct ota_release *rel_or_null, struct ota_release *rel_out, const char *out,
+       struct ota_pack_result *res, struct ota_diag *d)
 {
-    json_t                     *t = find_release(r, app, old_version), *channels;
     struct ota_manifest        *m = NULL;
-    struct ota_release          rel;
     struct ota_bundle_read_opts ro;
     struct ota_pack_opts        po;
-    struct ota_pack_result      res;
-    char                        src[PATH_MAX], tmpdir[PATH_MAX], out[PATH_MAX];
-    int                         breaking = 0;
+    char                        tmpdir[PATH_MAX];
     ota_err                     rc;
 
-    memset(&rel, 0, sizeof rel);
-    if (t == NULL)
-        return ota_diag_set(d, OTA_E_NOT_FOUND, "no release %s of '%s'", old_version, app);
-    if ((rc = target_file(r, app, t, src, sizeof src, d)) != OTA_OK)
-        return rc;
-    if ((rc = ota_path_fmt(tmpdir, sizeof tmpdir, d, "%s/.republish.XXXXXX", r->dir)) != OTA_OK ||
-        (rc = ota_path_fmt(out, sizeof out, d, "%s/.republish-%s.ota", r->dir, new_version)))
+    if ((rc = ota_path_fmt(tmpdir, sizeof tmpdir, d, "%s/.repack.XXXXXX", r->dir)) != OTA_OK)
         return rc;
     if (mkdtemp(tmpdir) == NULL)
         return ota_diag_sys(d, OTA_E_IO, errno, "cannot create '%s'", tmpdir);
     memset(&ro, 0, sizeof ro);
-    ro.verify = ota_repo_bundle_verifier;
-    ro.verify_ctx = r;
+    ro.verify = verify;
+    ro.verify_ctx = verify_ctx;
     ro.dest_dir = tmpdir;
     if ((rc = ota_bundle_read_file(src, &ro, &m, d)) != OTA_OK)
         goto out;
-    if ((rc = ota_release_copy(&rel, &m->release, d)) != OTA_OK)
+    if ((rc = ota_release_copy(rel_out, rel_or_null ? rel_or_null : &m->release, d)) != OTA_OK)
         goto out;
+    memset(&po, 0, sizeof po);
+    po.src_dir = tmpdir;
+    po.out_path = out;
+    po.release = rel_out;
+    po.sign = ota_repo_bundle_signer;
+    po.sign_ctx = r;
+    po.force = 1;
+    rc = ota_bundle_pack(&po, res, d);
+out:
+    if (ota_rm_rf(tmpdir, NULL) != OTA_OK)
+        fprintf(stderr, "warning: cannot remove '%s'\n", tmpdir);
+    ota_manifest_free(m);
+    return rc;
+}
+
+ota_err
+ota_repo_republish(struct ota_repo *r, const char *app, const char *old_version,
+                   const char *new_version, const char *channel, int rollout, struct ota_diag *d)
+{
+    json_t                *t = find_release(r, app, old_version), *channels;
+    struct ota_release     rel, old;
+    struct ota_pack_result res;
+    char                   src[PATH_MAX], out[PATH_MAX];
+    int                    breaking = 0;
+    ota_err                rc;
+
+    memset(&rel, 0, sizeof rel);
+    memset(&old, 0, sizeof old);
+    if (t == NULL)
+        return ota_diag_set(d, OTA_E_NOT_FOUND, "no release %s of '%s'", old_version, app);
+    if (!ota_id_valid(channel))
+        return ota_diag_set(d, OTA_E_INVALID, "bad channel name '%.64s'", channel);
+    if ((rc = target_file(r, app, t, src, sizeof src, d)) != OTA_OK ||
+        (rc = target_release(t, &old, d)) != OTA_OK)
+        return rc;
+    rc = ota_release_copy(&rel, &old, d);
+    ota_release_clear(&old);
+    if (rc != OTA_OK)
+        return rc;
     if (ota_version_parse(new_version, &rel.v) != OTA_OK) {
         rc = ota_diag_set(d, OTA_E_INVALID, "bad version '%.48s'", new_version);
         goto out;
@@ -1200,23 +1233,81 @@ ota_repo_republish(struct ota_repo *r, const char *app, const char *old_version,
      * the newer release wrote before they switch, so mark it breaking when the rule asks. */
     if (bridge_check(r, &rel, channel, 0, NULL) == OTA_E_BREAKING)
         breaking = 1;
-    memset(&po, 0, sizeof po);
-    po.src_dir = tmpdir;
-    po.out_path = out;
-    po.release = &rel;
-    po.sign = ota_repo_bundle_signer;
-    po.sign_ctx = r;
-    po.force = 1;
-    if ((rc = ota_bundle_pack(&po, &res, d)) != OTA_OK)
+    if ((rc = ota_path_fmt(out, sizeof out, d, "%s/.republish-%s.ota", r->dir, rel.version)))
+        goto out;
+    {
+        struct ota_release packed;
+        memset(&packed, 0, sizeof packed);
+        rc = repack(r, src, ota_repo_bundle_verifier, r, &rel, &packed, out, &res, d);
+        ota_release_clear(&packed);
+    }
+    if (rc != OTA_OK)
         goto out;
     channels = json_pack("{s:i}", channel, rollout);
     rc = add_target(r, out, &rel, res.sha256, res.length, channels, breaking, 0, old_version, d);
     unlink(out);
 out:
-    if (ota_rm_rf(tmpdir, NULL) != OTA_OK)
-        fprintf(stderr, "warning: cannot remove '%s'\n", tmpdir);
     ota_release_clear(&rel);
-    ota_manifest_free(m);
+    return rc;
+}
+
+struct old_targets {
+    const struct ota_pubkey *keys;
+    size_t                   n;
+    unsigned                 thr;
+};
+
+static ota_err
+verify_old_targets(void *ctx, const void *msg, size_t len, const json_t *sigs, struct ota_diag *d)
+{
+    struct old_targets  *o = ctx;
+    struct ota_role_keys rk = { "bundle manifest (previous targets keys)", o->keys, o->n, o->thr };
+
+    return ota_threshold_verify(&rk, sigs, msg, len, NULL, d);
+}
+
+/* After a targets key rotation, every bundle manifest is signed again with the new keys (a
+ * manifest signed by a rotated-away key must not verify on a device: the key may have been
+ * rotated because it leaked). New bundle files get new content-addressed names; the old ones
+ * stay for clients still on older metadata. */
+static ota_err
+resign_bundles(struct ota_repo *r, const struct old_targets *old, struct ota_diag *d)
+{
+    json_t     *targets = json_object_get(r->md[OTA_ROLE_TARGETS].sig, "targets");
+    const char *path;
+    json_t     *t;
+    ota_err     rc = OTA_OK;
+
+    json_object_foreach(targets, path, t) {
+        struct ota_release     rel;
+        struct ota_pack_result res;
+        const char            *app = target_app(t);
+        char                   src[PATH_MAX], tmp[PATH_MAX], dst[PATH_MAX], hex[OTA_SHA256_HEX];
+        if (app == NULL)
+            continue;
+        memset(&rel, 0, sizeof rel);
+        if ((rc = target_file(r, app, t, src, sizeof src, d)) != OTA_OK ||
+            (rc = ota_path_fmt(tmp, sizeof tmp, d, "%s/.resign.ota", r->dir)) != OTA_OK)
+            break;
+        rc = repack(r, src, verify_old_targets, (void *)old, NULL, &rel, tmp, &res, d);
+        if (rc == OTA_OK) {
+            ota_hex_encode(res.sha256, sizeof res.sha256, hex);
+            rc = ota_path_fmt(dst, sizeof dst, d, "%s/%s/%s.%s-%s.ota", r->tdir, app, hex, app,
+                              rel.version);
+        }
+        if (rc == OTA_OK && rename(tmp, dst) != 0)
+            rc = ota_diag_sys(d, OTA_E_IO, errno, "cannot rename '%s' to '%s'", tmp, dst);
+        if (rc == OTA_OK)
+            rc = ota_fsync_parent(dst, d);
+        ota_release_clear(&rel);
+        if (rc != OTA_OK) {
+            unlink(tmp);
+            ota_diag_prefix(d, "re-signing '%s'", path);
+            break;
+        }
+        json_object_set_new(t, "length", json_integer((json_int_t)res.length));
+        json_object_set_new(json_object_get(t, "hashes"), "sha256", json_string(hex));
+    }
     return rc;
 }
 
@@ -1329,8 +1420,13 @@ ota_repo_rotate(struct ota_repo *r, int role, const char *const *new_key_files, 
     }
     /* Metadata of the rotated role is re-signed by its new keys, in memory, before root is
      * written; then root, then the role files with the timestamp last. */
-    if (role == OTA_ROLE_TARGETS && (rc = resign(r, OTA_ROLE_TARGETS, d)) != OTA_OK)
-        goto out_new;
+    if (role == OTA_ROLE_TARGETS) {
+        struct old_targets ot = { oldkeys[OTA_ROLE_TARGETS], noldk[OTA_ROLE_TARGETS],
+                                  oldthr[OTA_ROLE_TARGETS] };
+        if ((rc = resign_bundles(r, &ot, d)) != OTA_OK ||
+            (rc = resign(r, OTA_ROLE_TARGETS, d)) != OTA_OK)
+            goto out_new;
+    }
     if (role == OTA_ROLE_SNAPSHOT && (rc = resign(r, OTA_ROLE_SNAPSHOT, d)) != OTA_OK)
         goto out_new;
     if ((rc = write_root(r, d)) != OTA_OK)

@@ -97,7 +97,8 @@ faketime -f '+400d' "$PUB" verify "$R" >"$T/v.out" 2>&1 && die "verify accepted 
 grep -q "expired" "$T/v.out" || die "verify did not name the expiry"
 
 step "tampering is detected"
-f=$(ls "$R"/public/targets/com.example.field/*2.0.1.ota)
-printf 'x' | dd of="$f" bs=1 seek=100 conv=notrunc 2>/dev/null
+for f in "$R"/public/targets/com.example.field/*2.0.1.ota; do
+    printf 'x' | dd of="$f" bs=1 seek=100 conv=notrunc 2>/dev/null
+done
 expect_fail 1 "sha256\|digest\|match" "$PUB" verify "$R"
 echo "publish_cli: all checks passed"
