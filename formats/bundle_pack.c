@@ -646,9 +646,21 @@ manifest_bytes(const struct ota_pack_opts *o, struct ota_manifest *m, char **out
         rc = ota_diag_set(d, OTA_E_NOMEM, "out of memory");
         goto out;
     }
-    rc = ota_cjson_encode(doc, OTA_BUNDLE_MANIFEST_MAX, out, len, d);
-    if (rc != OTA_OK)
-        ota_diag_prefix(d, "manifest");
+    /* The member holds valid JSON (jansson escapes control characters, which canonical JSON
+     * keeps raw); with sorted keys and no whitespace it is byte-for-byte the canonical form
+     * whenever no string holds a control character. Signatures cover canonical "signed". */
+    *out = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+    if (*out == NULL) {
+        rc = ota_diag_set(d, OTA_E_NOMEM, "out of memory");
+        goto out;
+    }
+    *len = strlen(*out);
+    if (*len > OTA_BUNDLE_MANIFEST_MAX) {
+        free(*out);
+        *out = NULL;
+        rc = ota_diag_set(d, OTA_E_TOO_BIG, "manifest larger than %u bytes",
+                          OTA_BUNDLE_MANIFEST_MAX);
+    }
 out:
     free(canon);
     json_decref(doc);
