@@ -390,12 +390,15 @@ parse_keys(const json_t *keys, struct ota_pubkey **out, size_t *nout, struct ota
             ota_diag_prefix(d, "key '%.16s...'", id);
             goto out;
         }
-        if (strcmp(kt, "ed25519") == 0 && strcmp(sc, "ed25519") == 0) {
+        if ((strcmp(kt, "ed25519") == 0 && strcmp(sc, "ed25519") == 0) ||
+            ((strcmp(kt, "ecdsa") == 0 || strcmp(kt, "ecdsa-sha2-nistp256") == 0) &&
+             strcmp(sc, "ecdsa-sha2-nistp256") == 0) ||
+            (strcmp(kt, "rsa") == 0 && strcmp(sc, "rsassa-pss-sha256") == 0)) {
             rc = ota_pubkey_from_json(kv, id, &arr[n], d);
             if (rc != OTA_OK)
                 goto out;
         } else {
-            /* rsa, ecdsa, ...: recognised by id, never trusted to sign. */
+            /* Other types and schemes (keys.md): recognised by id, never trusted to sign. */
             char kid[OTA_KEYID_HEX];
             rc = ota_keyid_of(kv, kid, d);
             if (rc != OTA_OK)
