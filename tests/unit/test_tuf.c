@@ -389,7 +389,7 @@ test_keyid_mismatch(void **state)
     s = fx_root_signed(1, FAR_FUTURE, 1, r);
     json_object_set_new(json_object_get(s, "keys"), K[4].keyid,
                         json_pack("{s:s, s:s, s:{s:s}}", "keytype", "rsa", "scheme",
-                                  "rsassa-pss-sha256", "keyval", "public", "PEM"));
+                                  "rsa-pkcs1v15-sha256", "keyval", "public", "PEM"));
     assert_int_equal(parse_fail(fx_sign(s, &k0, 1), OTA_TUF_ROOT), OTA_E_KEY_UNKNOWN);
     /* and in delegations */
     s = fx_targets_signed(
@@ -410,7 +410,7 @@ test_unsupported_key_never_verifies(void **state)
 
     (void)state;
     std_roles(r);
-    rsa = json_pack("{s:s, s:s, s:{s:s}}", "keytype", "rsa", "scheme", "rsassa-pss-sha256",
+    rsa = json_pack("{s:s, s:s, s:{s:s}}", "keytype", "rsa", "scheme", "rsa-pkcs1v15-sha256",
                     "keyval", "public", "-----BEGIN PUBLIC KEY-----");
     assert_int_equal(ota_keyid_of(rsa, kid, NULL), OTA_OK);
     s = fx_root_signed(1, FAR_FUTURE, 1, r);
