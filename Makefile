@@ -48,7 +48,7 @@ KEYS_SRC      := $(wildcard keys/*.c)
 PUBLISHER_SRC := $(filter-out publisher/main.c,$(wildcard publisher/*.c))
 AGENT_SRC     := $(filter-out agent/main.c,$(wildcard agent/*.c))
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
-# formats/tuf.c verifies signatures with keys/ while keys/ uses formats/ for JSON and hashing:
+# keys/tuf.c verifies signatures with keys/ while keys/ uses formats/ for JSON and hashing:
 # the archives refer to each other, so the linker scans them as a group.
 libgroup = -Wl,--start-group $(1) -Wl,--end-group
 
