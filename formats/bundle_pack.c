@@ -1,12 +1,13 @@
 /* Bundle writer: walk, hash, sign, then stream a pax tar through zstd into a temp file.
  * See ota/bundle.h and formats/bundle.md.
  *
- * Two passes over the tree. The first walks it in a fixed order, hashes every file and builds
- * the manifest (the only thing whose size grows with the tree), because the signed manifest
- * must be the first tar member. The second writes the tar: each file is opened again and must
- * be the same inode with the same size and mtime as in the first pass, so what is written is
- * what was hashed. Tar bytes go straight from libarchive into zstd's streaming compressor and
- * from there to the temp file, hashed as they are written. */
+ * Two passes over the tree. The first walks it in a fixed order, hashes every file (on as many
+ * threads as zstd will use) and builds the manifest (the only thing whose size grows with the
+ * tree), because the signed manifest must be the first tar member. The second writes the tar:
+ * each file is opened again and must be the same inode with the same size and mtime as in the
+ * first pass, so what is written is what was hashed. Tar bytes go straight from libarchive
+ * into zstd's streaming compressor and from there to the temp file, hashed as they are
+ * written. */
 #include "bundle_int.h"
 
 #include <archive.h>

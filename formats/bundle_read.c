@@ -1,7 +1,7 @@
-/* Bundle reader: one pass over the compressed stream, which is hashed and counted as it is
- * read, decompressed with a capped window, and handed to libarchive's tar reader. The
- * manifest (first member) is authenticated before it is parsed; every later entry must be
- * the next one the manifest lists and is checked against it while it streams.
+/* Bundle reader: one pass over the compressed stream, which is counted as it is read, hashed
+ * and decompressed with a capped window (in a worker thread), and handed to libarchive's tar
+ * reader. The manifest (first member) is authenticated before it is parsed; every later entry
+ * must be the next one the manifest lists and is checked against it while it streams.
  * See ota/bundle.h and formats/bundle.md. */
 #include "bundle_int.h"
 
@@ -30,7 +30,6 @@
  * that other tar writers add, and one more block of slack. */
 #define END_ALLOW (10240u + 1024u)
 #define UNPACKED_DEFAULT (16ull << 30)
-
 
 static uint64_t
 sat_add(uint64_t a, uint64_t b)
