@@ -305,8 +305,8 @@ vcmp(const char *x, const char *y)
 }
 
 /* The newest present staged release above the active one ("" if none). */
-static ota_err
-newest_staged(struct ota_agent *a, const char *active, char out[OTA_VERSION_STR_MAX],
+ota_err
+agent_newest_staged(struct ota_agent *a, const char *active, char out[OTA_VERSION_STR_MAX],
               struct ota_diag *d)
 {
     struct rel *list = NULL;
@@ -352,7 +352,7 @@ agent_change(struct ota_agent *a, const char *version, enum change_kind kind, in
         goto out;
 
     if (kind == CHANGE_ACTIVATE && version == NULL) {
-        rc = newest_staged(a, active, target, d);
+        rc = agent_newest_staged(a, active, target, d);
         if (rc != OTA_OK)
             goto out;
         if (target[0] == '\0') {

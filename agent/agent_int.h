@@ -146,9 +146,13 @@ ota_err layout_commit_staging(struct ota_agent *a, const char *staging, const ch
 ota_err layout_new_staging(struct ota_agent *a, const char *version, char *out,
                            struct ota_diag *d) OTA_MUST_CHECK;
 ota_err layout_gc(struct ota_agent *a, unsigned *removed, struct ota_diag *d) OTA_MUST_CHECK;
-/* Trial bookkeeping at a launch: count it, or roll back after trial_launches. */
+/* Trial bookkeeping at a launch, before anything else: a release on trial that has had
+ * trial_launches launches without confirm is rolled back to the previous release (if the gate
+ * allows; *gate_rc and gate_diag say why not). */
 ota_err layout_trial_launch(struct ota_agent *a, int *rolled_back, ota_err *gate_rc,
                             struct ota_diag *gate_diag, struct ota_diag *d) OTA_MUST_CHECK;
+/* Count this launch for the active release if it is on trial. */
+ota_err layout_count_launch(struct ota_agent *a, struct ota_diag *d) OTA_MUST_CHECK;
 /* The highest installed release below `below` that may be rolled back to ("" if none). */
 ota_err layout_fallback(struct ota_agent *a, const char *below, char out[OTA_VERSION_STR_MAX],
                         struct ota_diag *d) OTA_MUST_CHECK;
@@ -176,6 +180,13 @@ ota_err gate_check(struct ota_agent *a, const struct ota_release *target, int br
                    int force, struct ota_agent_result *res, struct ota_diag *d) OTA_MUST_CHECK;
 
 /* ---- check.c ------------------------------------------------------------------------- */
+
+/* newest_staged: the newest present staged release above active ("" if none). */
+ota_err agent_newest_staged(struct ota_agent *a, const char *active, char out[OTA_VERSION_STR_MAX],
+                            struct ota_diag *d) OTA_MUST_CHECK;
+/* Record the result of a check in meta "last_check" for status. */
+void    agent_record_check(struct ota_agent *a, ota_err rc, const struct ota_agent_check *res,
+                           const struct ota_diag *d);
 
 ota_err check_run(struct ota_agent *a, struct ota_agent_check *res,
                   struct ota_diag *d) OTA_MUST_CHECK;

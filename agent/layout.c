@@ -635,7 +635,7 @@ layout_trial_launch(struct ota_agent *a, int *rolled_back, ota_err *gate_rc,
 {
     char       active[OTA_VERSION_STR_MAX], prev[OTA_VERSION_STR_MAX];
     struct rel r;
-    ota_err    rc;
+    ota_err    rc, x;
 
     *rolled_back = 0;
     *gate_rc = OTA_OK;
@@ -646,29 +646,46 @@ layout_trial_launch(struct ota_agent *a, int *rolled_back, ota_err *gate_rc,
     rc = state_rel_get(&a->st, active, &r, d);
     if (rc != OTA_OK)
         return rc;
-    if (r.state != REL_TRIAL)
+    if (r.state != REL_TRIAL || r.launches < a->cfg->trial_launches)
         goto out;
-    if (r.launches >= a->cfg->trial_launches && prev[0] != '\0') {
+    if (prev[0] != '\0') {
         struct ota_agent_result res;
-        ota_err                 x = agent_change(a, prev, CHANGE_AUTO_ROLLBACK, 0, &res,
-                                                 gate_diag);
+        x = agent_change(a, prev, CHANGE_AUTO_ROLLBACK, 0, &res, gate_diag);
         if (x == OTA_OK) {
             *rolled_back = 1;
             goto out;
         }
-        /* Held back (gate) or impossible: keep running the release, keep counting. */
-        *gate_rc = x;
-        rel_clear(&r);
-        rc = state_rel_get(&a->st, active, &r, d);
-        if (rc != OTA_OK)
-            goto out;
+        *gate_rc = x; /* held back (gate): keep running the release, say why */
     }
-    r.launches++;
-    if (r.launches > a->cfg->trial_launches)
-        snprintf(r.reason, sizeof(r.reason), "not confirmed after %lld launches%s",
-                 (long long)r.launches - 1, prev[0] ? "; rollback held back" : "; nothing to roll back to");
+    rel_clear(&r);
+    rc = state_rel_get(&a->st, active, &r, d);
+    if (rc != OTA_OK)
+        goto out;
+    snprintf(r.reason, sizeof(r.reason), "not confirmed after %lld launches; %s",
+             (long long)r.launches,
+             prev[0] == '\0' ? "no release to roll back to" : "rollback held back");
     rc = state_rel_put(&a->st, &r, d);
 out:
+    rel_clear(&r);
+    return rc;
+}
+
+ota_err
+layout_count_launch(struct ota_agent *a, struct ota_diag *d)
+{
+    char       active[OTA_VERSION_STR_MAX];
+    struct rel r;
+    ota_err    rc;
+
+    memset(&r, 0, sizeof(r));
+    rc = agent_pointers(a, active, NULL, d);
+    if (rc != OTA_OK || active[0] == '\0')
+        return rc;
+    rc = state_rel_get(&a->st, active, &r, d);
+    if (rc == OTA_OK && r.state == REL_TRIAL) {
+        r.launches++;
+        rc = state_rel_put(&a->st, &r, d);
+    }
     rel_clear(&r);
     return rc;
 }
