@@ -164,7 +164,7 @@ ota_err agent_change(struct ota_agent *a, const char *version, enum change_kind 
 
 struct gate_verdict {
     int      open;                   /* 1: the change may happen */
-    char     model[OTA_ID_MAX + 1];  /* first model that holds it back */
+    char     model[OTA_GATE_MODEL_MAX + 1]; /* first model that holds it back */
     uint64_t count;                  /* its pending changes */
     uint64_t total;                  /* all pending changes that hold it back */
 };

@@ -47,7 +47,7 @@ gate_evaluate(struct ota_agent *a, const struct ota_release *target, int breakin
         if (!breaking && ota_release_reads_model(target, p[i].model))
             continue;
         if (v->open) {
-            snprintf(v->model, sizeof(v->model), "%.64s", p[i].model);
+            snprintf(v->model, sizeof(v->model), "%.128s", p[i].model);
             v->count = p[i].count;
         }
         v->open = 0;

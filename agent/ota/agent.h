@@ -75,14 +75,18 @@ ota_err ota_agent_config_load(const char *path, struct ota_agent_config *out,
 /** Free what c owns and zero it; accepts a zeroed struct. */
 void ota_agent_config_clear(struct ota_agent_config *c);
 
-/** One model's pending (unacknowledged) outbox changes. */
+/** Longest model name the gate handles (the outbox allows longer names than a release
+ * model id; such a model is never carried by any release). */
+#define OTA_GATE_MODEL_MAX 128
+
+/** One model's unsynced outbox changes (pending or quarantined: not on the server). */
 struct ota_gate_pending {
-    char     model[OTA_ID_MAX + 1];
+    char     model[OTA_GATE_MODEL_MAX + 1];
     uint64_t count;
 };
 
 /** How the data gate reaches the app's outbox and the sync. All callbacks get ctx.
- * ota_agent_gate_ops_sync() returns the implementation over the sync code (agent/sync.h). */
+ * ota_agent_gate_sync_new() makes the implementation over the outbox and sync code. */
 struct ota_gate_ops {
     /* Pending changes per model, at most cap entries into out; *n receives the count. */
     ota_err (*pending)(void *ctx, struct ota_gate_pending *out, size_t cap, size_t *n,
@@ -228,8 +232,21 @@ ota_err ota_agent_run(struct ota_agent *a, volatile sig_atomic_t *stop,
                                        const struct ota_diag *d),
                       void *ctx, struct ota_diag *d) OTA_MUST_CHECK;
 
-/** Data gate implementation over the sync code (outbox counts, ota_sync_run, outbox export),
- * configured from a's configuration. Borrowed from a; NULL if outbox_db is not configured. */
-const struct ota_gate_ops *ota_agent_gate_ops_sync(const struct ota_agent_config *cfg);
+/** Data gate implementation over the outbox and sync code (ota/outbox.h, ota/sync.h):
+ * pending = ota_outbox_pending (pending + quarantined rows per model; a missing outbox database
+ * holds nothing), sync = ota_sync_run over every model (sync_url is the URL template with
+ * {model}, or sync_command), export_rows = ota_outbox_export. cfg is borrowed and must outlive
+ * the ops. Fills *ops; release with ota_agent_gate_sync_free. */
+ota_err ota_agent_gate_sync_new(const struct ota_agent_config *cfg, struct ota_gate_ops *ops,
+                                struct ota_diag *d) OTA_MUST_CHECK;
+
+/** Free what ota_agent_gate_sync_new allocated in ops; accepts a zeroed struct. */
+void ota_agent_gate_sync_free(struct ota_gate_ops *ops);
+
+struct ota_sync_config;
+
+/** Fill *out (struct ota_sync_config of ota/sync.h, zeroed first) from the sync keys of cfg;
+ * its strings borrow from cfg. */
+void ota_agent_sync_config(const struct ota_agent_config *cfg, struct ota_sync_config *out);
 
 #endif
