@@ -15,6 +15,7 @@
 #include "agent_int.h"
 #include "ota/cjson.h"
 #include "ota/fsutil.h"
+#include "ota/hash.h"
 
 int64_t
 agent_now(const struct ota_agent *a)
@@ -257,6 +258,63 @@ ota_agent_recover(struct ota_agent *a, struct ota_diag *d)
 {
     int repaired = 0;
     return layout_recover(a, &repaired, d);
+}
+
+ota_err
+agent_startup_local(struct ota_agent *a, struct ota_agent_startup *s, struct ota_diag *d)
+{
+    struct ota_agent_result ar;
+    struct ota_diag         gd;
+    char                    active[OTA_VERSION_STR_MAX];
+    ota_err                 rc, x;
+
+    memset(&gd, 0, sizeof(gd));
+    rc = layout_recover(a, &s->recovered, d);
+    if (rc != OTA_OK)
+        return rc;
+    rc = layout_trial_launch(a, &s->rolled_back, &x, &gd, d);
+    if (rc != OTA_OK)
+        return rc;
+    if (x != OTA_OK) {
+        s->gate_rc = x;
+        snprintf(s->gate_msg, sizeof(s->gate_msg), "%s", gd.msg);
+    }
+    rc = agent_pointers(a, active, NULL, d);
+    if (rc != OTA_OK)
+        return rc;
+    if (active[0] != '\0') {
+        memset(&gd, 0, sizeof(gd));
+        x = agent_change(a, NULL, CHANGE_ACTIVATE, 0, &ar, &gd);
+        if (x == OTA_OK) {
+            s->activated = 1;
+        } else if (x != OTA_E_NOT_FOUND) {
+            /* Gated or failed: the app runs its current release; status says why. */
+            s->gate_rc = x;
+            snprintf(s->gate_msg, sizeof(s->gate_msg), "%s", gd.msg);
+        }
+    }
+    rc = layout_count_launch(a, d);
+    if (rc == OTA_OK)
+        rc = agent_pointers(a, s->active, NULL, d);
+    return rc;
+}
+
+ota_err
+check_bucket(const char *device_id, const char *app, const char *version, unsigned *out)
+{
+    char          buf[256];
+    unsigned char h[OTA_SHA256_LEN];
+    int           n;
+
+    n = snprintf(buf, sizeof(buf), "%s:%s:%s", device_id, app, version);
+    if (n < 0 || (size_t)n >= sizeof(buf))
+        return OTA_E_TOO_BIG;
+    if (ota_sha256_buf(buf, (size_t)n, h) != OTA_OK)
+        return OTA_E_CRYPTO;
+    *out = (unsigned)((((uint32_t)h[0] << 24) | ((uint32_t)h[1] << 16) | ((uint32_t)h[2] << 8) |
+                       (uint32_t)h[3]) %
+                      100u);
+    return OTA_OK;
 }
 
 ota_err

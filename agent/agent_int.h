@@ -194,7 +194,11 @@ ota_err check_explain(struct ota_agent *a, json_t **out, struct ota_diag *d) OTA
 /* Stage a bundle file (verified with the trusted targets keys); source "sideload"/"factory". */
 ota_err check_install_file(struct ota_agent *a, const char *path, const char *source,
                            char version[OTA_VERSION_STR_MAX], struct ota_diag *d) OTA_MUST_CHECK;
-/* Rollout bucket of this device for app/version: 0..99. */
+/* Startup without the network: recover, trial bookkeeping, activate a staged release if the
+ * gate allows, count this launch. s->active receives the release to run. */
+ota_err agent_startup_local(struct ota_agent *a, struct ota_agent_startup *s,
+                            struct ota_diag *d) OTA_MUST_CHECK;
+/* Rollout bucket of this device for app/version (repo-layout.md): 0..99. */
 ota_err check_bucket(const char *device_id, const char *app, const char *version,
                      unsigned *out) OTA_MUST_CHECK;
 

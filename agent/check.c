@@ -96,24 +96,6 @@ tuf_close(struct tuf *t)
 
 /* ---- the rules ----------------------------------------------------------------------- */
 
-ota_err
-check_bucket(const char *device_id, const char *app, const char *version, unsigned *out)
-{
-    char          buf[256];
-    unsigned char h[OTA_SHA256_LEN];
-    int           n;
-
-    n = snprintf(buf, sizeof(buf), "%s:%s:%s", device_id, app, version);
-    if (n < 0 || (size_t)n >= sizeof(buf))
-        return OTA_E_TOO_BIG;
-    if (ota_sha256_buf(buf, (size_t)n, h) != OTA_OK)
-        return OTA_E_CRYPTO;
-    *out = (unsigned)((((uint32_t)h[0] << 24) | ((uint32_t)h[1] << 16) | ((uint32_t)h[2] << 8) |
-                       (uint32_t)h[3]) %
-                      100u);
-    return OTA_OK;
-}
-
 /* One bundle target, its custom metadata and how each rule judges it for this device. */
 struct cand {
     int                valid;

@@ -242,49 +242,21 @@ ota_err
 ota_agent_startup(struct ota_agent *a, struct ota_agent_startup *res, struct ota_diag *d)
 {
     struct ota_agent_startup s;
-    struct ota_agent_result  ar;
     struct ota_agent_check   chk;
-    struct ota_diag          gd, cd;
+    struct ota_diag          cd;
     char                     active[OTA_VERSION_STR_MAX];
-    int                      first = 0;
     ota_err                  rc, x;
 
     memset(&s, 0, sizeof(s));
-    memset(&gd, 0, sizeof(gd));
     memset(&cd, 0, sizeof(cd));
-    rc = layout_recover(a, &s.recovered, d);
+    rc = agent_startup_local(a, &s, d);
     if (rc != OTA_OK)
         goto out;
-    rc = layout_trial_launch(a, &s.rolled_back, &x, &gd, d);
-    if (rc != OTA_OK)
-        goto out;
-    if (x != OTA_OK) {
-        s.gate_rc = x;
-        snprintf(s.gate_msg, sizeof(s.gate_msg), "%s", gd.msg);
-    }
-    rc = agent_pointers(a, active, NULL, d);
-    if (rc != OTA_OK)
-        goto out;
-    if (active[0] == '\0') {
-        first = 1;
+    if (s.active[0] == '\0') {
         rc = first_install(a, &s, d);
         if (rc != OTA_OK)
             goto out;
     } else {
-        memset(&gd, 0, sizeof(gd));
-        x = agent_change(a, NULL, CHANGE_ACTIVATE, 0, &ar, &gd);
-        if (x == OTA_OK) {
-            s.activated = 1;
-        } else if (x != OTA_E_NOT_FOUND) {
-            /* Gated or failed: the app runs its current release; status says why. */
-            s.gate_rc = x;
-            snprintf(s.gate_msg, sizeof(s.gate_msg), "%s", gd.msg);
-        }
-    }
-    rc = layout_count_launch(a, d);
-    if (rc != OTA_OK)
-        goto out;
-    if (!first) {
         x = bounded_check(a, a->cfg->check_timeout_s * 1000, NULL, &chk, &cd);
         agent_record_check(a, x, &chk, &cd);
         s.check_rc = x;
