@@ -62,9 +62,8 @@ child_check(struct ota_agent *a, int fd)
     size_t           left;
 
     memset(&m, 0, sizeof(m));
-    /* The parent's connection must not be used across fork: open our own (the parent's is
-     * abandoned, never closed, here). The flock is shared with the parent, as intended. */
-    memset(&a->st, 0, sizeof(a->st));
+    /* The parent closed its connection before fork (SQLite state must not cross a fork), so
+     * this process opens its own. The flock is shared with the parent, as intended. */
     if (agent_path(a, db, "state.db") != OTA_OK)
         m.rc = ota_diag_set(&m.d, OTA_E_TOO_BIG, "path too long");
     else
@@ -93,25 +92,36 @@ bounded_check(struct ota_agent *a, int64_t timeout_ms, volatile sig_atomic_t *st
     struct child_msg m;
     size_t           got = 0;
     int              pfd[2], status;
+    char             db[AGENT_PATH_MAX];
     int64_t          start = mono_ms();
     pid_t            pid;
     ota_err          rc = OTA_OK;
 
     memset(&m, 0, sizeof(m));
     memset(res, 0, sizeof(*res));
+    if (agent_path(a, db, "state.db") != OTA_OK)
+        return ota_diag_set(d, OTA_E_TOO_BIG, "path too long");
     if (pipe2(pfd, O_CLOEXEC) != 0)
         return ota_diag_sys(d, OTA_E_IO, errno, "cannot create a pipe");
     fflush(NULL);
+    state_close(&a->st);
     pid = fork();
-    if (pid < 0) {
-        rc = ota_diag_sys(d, OTA_E_IO, errno, "cannot fork");
-        close(pfd[0]);
-        close(pfd[1]);
-        return rc;
-    }
     if (pid == 0) {
         close(pfd[0]);
         child_check(a, pfd[1]);
+    }
+    rc = state_open(&a->st, db, d);
+    if (pid < 0 || rc != OTA_OK) {
+        if (pid < 0)
+            rc = ota_diag_sys(d, OTA_E_IO, errno, "cannot fork");
+        else
+            kill(pid, SIGKILL);
+        close(pfd[0]);
+        close(pfd[1]);
+        if (pid > 0)
+            while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+                ;
+        return rc;
     }
     close(pfd[1]);
     for (;;) {

@@ -135,8 +135,11 @@ static sqlite3_stmt *
 q(struct state *s, int which)
 {
     sqlite3_stmt *st = s->st[which];
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
+    /* A closed state (reopen failed) yields NULL, on which SQLite's calls return MISUSE. */
+    if (st != NULL) {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    }
     return st;
 }
 
