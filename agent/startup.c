@@ -81,6 +81,7 @@ child_check(struct ota_agent *a, int fd)
         p += n;
         left -= (size_t)n;
     }
+    state_close(&a->st);
     _exit(0);
 }
 
