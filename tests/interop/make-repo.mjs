@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Builds a small static TUF repository with @tufjs/models alone (no ota code), laid out as
-// /work/briefs/repo-layout.md describes, so that tests can check our TUF client against a
+// ota-publish lays out REPO/public (consistent snapshots, hash-prefixed target file names,
+// versioned metadata names), so that tests can check our TUF client against a
 // repository written by another implementation.
 //
 //   node make-repo.mjs --out DIR --target PATH=FILE [--custom JSON] [--target ...]
