@@ -458,6 +458,7 @@ test_gate(void **state)
     struct ota_diag         d;
     char                   *g;
 
+    f->cfg.outbox_db = (char *)"/data/app.db"; /* read through the fake ops */
     place(f, "1.0", "m1", "", 0);
     assert_int_equal(ota_agent_activate(f->a, "1.0", 0, &res, &d), OTA_OK);
     place(f, "2.0", "m2", "", 0);        /* cannot read m1 */
@@ -518,6 +519,14 @@ test_gate(void **state)
     f->ob.sync_drains = 1;
     assert_int_equal(ota_agent_rollback(f->a, NULL, 0, &res, &d), OTA_OK);
     current_is(f, "1.0");
+
+    /* without an outbox configured there is nothing to wait for */
+    f->cfg.outbox_db = NULL;
+    f->ob.sync_drains = 0;
+    f->ob.rows[0].count = 9;
+    f->ob.syncs = 0;
+    assert_int_equal(ota_agent_activate(f->a, "2.0", 0, &res, &d), OTA_OK);
+    assert_int_equal(f->ob.syncs, 0);
 }
 
 static void
@@ -527,6 +536,7 @@ test_gate_reads_models_and_breaking(void **state)
     struct ota_agent_result res;
     struct ota_diag         d;
 
+    f->cfg.outbox_db = (char *)"/data/app.db";
     place(f, "1.0", "m1", "", 0);
     assert_int_equal(ota_agent_activate(f->a, "1.0", 0, &res, &d), OTA_OK);
     f->ob.n = 1;
