@@ -15,6 +15,8 @@
 #include "ota/fsutil.h"
 #include "ota/sync.h"
 
+#include "cli_sync.h"
+
 #define EXIT_USAGE 2
 
 enum {
@@ -82,8 +84,10 @@ static const struct agent_cmd commands[] = {
      O_FORCE, 1, 1, 0},
     {"gc", cmd_gc, "", "remove old releases and stale downloads", 0, 0, 0, 0},
     {"run", cmd_run, "", "stay running and check every poll_interval_s", 0, 0, 0, 0},
-    {"outbox", cmd_outbox, "ARGS...", "inspect or export the app's outbox", 0, 0, 0, 1},
-    {"sync", cmd_sync, "ARGS...", "sync the outbox's pending changes now", 0, 0, 0, 1},
+    {"outbox", cmd_outbox, "add|list|export|import ...", "record, list, export or import outbox"
+     " changes", O_JSON, 0, 0, 1},
+    {"sync", cmd_sync, "[--model M] [--json]", "sync the outbox's pending changes now", O_JSON, 0,
+     0, 1},
 };
 #define NCMDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -581,20 +585,18 @@ static int
 cmd_outbox(struct ctx *c)
 {
     struct ota_sync_config sc;
+
     ota_agent_sync_config(&c->cfg, &sc);
-    fprintf(stderr, "%s: outbox: not available in this build\n", c->prog);
-    (void)sc;
-    return 1;
+    return ota_agent_cli_outbox(c->argc, c->argv, &sc, c->a.json);
 }
 
 static int
 cmd_sync(struct ctx *c)
 {
     struct ota_sync_config sc;
+
     ota_agent_sync_config(&c->cfg, &sc);
-    fprintf(stderr, "%s: sync: not available in this build\n", c->prog);
-    (void)sc;
-    return 1;
+    return ota_agent_cli_sync(c->argc, c->argv, &sc, c->a.json);
 }
 
 /* ---- arguments ----------------------------------------------------------------------- */
@@ -684,10 +686,36 @@ main(int argc, char **argv)
     c.argc = argc - i;
     c.argv = argv + i;
     if (k->raw) {
-        /* Delegated commands parse their own arguments; --config is still ours. */
-        for (int j = 1; j < c.argc; j++)
-            if (strcmp(c.argv[j], "--help") == 0 || strcmp(c.argv[j], "-h") == 0)
+        /* Delegated commands parse their own arguments; --config and --json are ours. */
+        int n = 1;
+        for (int j = 1; j < c.argc; j++) {
+            if (strcmp(c.argv[j], "--help") == 0 || strcmp(c.argv[j], "-h") == 0) {
                 help = 1;
+            } else if (strcmp(c.argv[j], "--json") == 0) {
+                c.a.json = 1;
+                continue;
+            } else if (strcmp(c.argv[j], "--config") == 0 && j + 1 < c.argc) {
+                config = c.argv[++j];
+                continue;
+            } else if (strncmp(c.argv[j], "--config=", 9) == 0) {
+                config = c.argv[j] + 9;
+                continue;
+            }
+            c.argv[n++] = c.argv[j];
+        }
+        c.argc = n;
+        c.argv[n] = NULL;
+        if (help) {
+            /* Without a configuration, both print their own usage and touch nothing. */
+            char *h[] = {c.argv[0], (char *)"--help", NULL};
+            cmd_usage(stdout, c.prog, k);
+            fflush(stdout);
+            if (k->fn == cmd_sync)
+                (void)ota_agent_cli_sync(2, h, NULL, 0);
+            else
+                (void)ota_agent_cli_outbox(2, h, NULL, 0);
+            return 0;
+        }
     } else if (parse_args(k, argc - i - 1, argv + i + 1, &c.a, &config, &help) != 0) {
         cmd_usage(stderr, c.prog, k);
         return EXIT_USAGE;
