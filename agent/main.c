@@ -343,6 +343,8 @@ cmd_confirm(struct ctx *c)
     memset(&d, 0, sizeof(d));
     rc = open_agent(c, 0, 5000, &d);
     if (rc == OTA_OK)
+        rc = ota_agent_recover(c->agent, &d);
+    if (rc == OTA_OK)
         rc = ota_agent_confirm(c->agent, &d);
     if (rc != OTA_OK)
         return fail(c, rc, &d);
