@@ -144,6 +144,9 @@ out:
     return rc;
 }
 
+static ota_err recover_activation(struct ota_agent *a, const char *txt, int *repaired,
+                                  struct ota_diag *d);
+
 ota_err
 layout_switch(struct ota_agent *a, const char *version, enum change_kind kind,
               enum rel_state new_state, int old_state, const char *prev, const char *reason,
@@ -186,8 +189,14 @@ layout_switch(struct ota_agent *a, const char *version, enum change_kind kind,
     }
     /* (2) the swap */
     rc = layout_swap_link(a, version, d);
-    if (rc != OTA_OK)
+    if (rc != OTA_OK) {
+        /* A failed step (not a crash): settle the record now, as recovery would. */
+        if (a->crash_after_step == 0) {
+            int repaired = 0;
+            best_effort(recover_activation(a, txt, &repaired, NULL));
+        }
         goto out;
+    }
     if (simulated_crash(a, 4, d)) {
         rc = OTA_E_IO;
         goto out;

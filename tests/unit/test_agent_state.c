@@ -3,6 +3,8 @@
  * automatic rollback, the data gate's rules, gc, recovery of leftovers, the process lock and
  * the configuration parser. No network and no bundle reader: releases are placed in
  * bundles/ directly, as staging would leave them. */
+/* LDWRAP: -Wl,--wrap=renameat */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +22,21 @@
 #include "ota/cjson.h"
 #include "ota/fsutil.h"
 #include "ota/hash.h"
+
+/* renameat fails while fail_renameat is set (the switch of `current` uses it). */
+static int fail_renameat;
+int __real_renameat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
+int __wrap_renameat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
+
+int
+__wrap_renameat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath)
+{
+    if (fail_renameat) {
+        errno = EIO;
+        return -1;
+    }
+    return __real_renameat(olddirfd, oldpath, newdirfd, newpath);
+}
 
 /* ---- fixture ------------------------------------------------------------------------- */
 
@@ -401,6 +418,34 @@ test_crash_during_activation(void **state)
     }
 }
 
+/* The swap fails (not a crash): the error is returned, nothing changed, no record left. */
+static void
+test_swap_fails(void **state)
+{
+    struct fx              *f = *state;
+    struct ota_agent_result res;
+    struct ota_diag         d;
+    char                   *act;
+    char                    cmd[600];
+
+    install_v1_v2(f);
+    fail_renameat = 1;
+    memset(&res, 0, sizeof(res));
+    assert_int_equal(ota_agent_activate(f->a, "2.0", 0, &res, &d), OTA_E_IO);
+    fail_renameat = 0;
+    assert_false(res.changed);
+    assert_non_null(strstr(d.msg, "cannot rename"));
+    act = meta(f, "activating");
+    assert_null(act);
+    current_is(f, "1.0");
+    active_is(f, "1.0", "");
+    assert_int_equal(state_of(f, "2.0"), REL_STAGED);
+    snprintf(cmd, sizeof(cmd), "ls -a '%s' | grep -q ota-tmp", f->state_dir);
+    assert_int_not_equal(system(cmd), 0);
+    assert_int_equal(ota_agent_activate(f->a, "2.0", 0, &res, &d), OTA_OK);
+    current_is(f, "2.0");
+}
+
 static void
 test_trial_rollback(void **state)
 {
@@ -760,6 +805,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_activate_confirm_rollback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_during_activation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_swap_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trial_rollback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gate_reads_models_and_breaking, setup, teardown),
