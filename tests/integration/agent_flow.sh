@@ -14,8 +14,10 @@ set -eu
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/ota-agent-flow.XXXXXX")
 hang_pid=""
+run_pid=""
 cleanup() {
     nginx_stop || true
+    [ -n "$run_pid" ] && kill "$run_pid" 2>/dev/null && wait "$run_pid" 2>/dev/null
     [ -n "$hang_pid" ] && kill "$hang_pid" 2>/dev/null && wait "$hang_pid" 2>/dev/null
     rm -rf "$tmp"
 }
@@ -202,6 +204,32 @@ agent startup || fail "startup (activate 1.4.0)"
 [ "$(running)" = 1.4.0 ] || fail "1.4.0 not running"
 agent confirm || fail "confirm 1.4.0"
 
+# ---- run: checks at once, then sleeps; SIGTERM ends it cleanly and promptly --------------
+pack 1.4.1 m1 ""
+publish 1.4.1 m1 ""
+"$OTA_BIN/ota-agent" --config "$tmp/agent.json" run >"$tmp/run.out" 2>"$tmp/run.err" &
+run_pid=$!
+n=0
+while [ ! -d "$state/bundles/1.4.1" ]; do
+    n=$((n + 1)); [ $n -lt 200 ] || fail "run did not stage 1.4.1: $(cat "$tmp/run.err")"
+    sleep 0.05
+done
+sleep 0.3
+agent status || fail "status while run sleeps (run must not hold the lock)"
+t0=$(ms)
+kill -TERM "$run_pid"
+set +e
+wait "$run_pid"; rc=$?
+set -e
+t1=$(ms)
+run_pid=""
+[ $rc -eq 0 ] || fail "run exited $rc on SIGTERM"
+[ $((t1 - t0)) -lt 2000 ] || fail "run took $((t1 - t0)) ms to stop"
+[ "$(running)" = 1.4.0 ] || fail "run switched the running release"
+agent activate 1.4.1 || fail "activate 1.4.1 (run must have released the lock)"
+agent confirm || fail "confirm 1.4.1"
+[ "$(running)" = 1.4.1 ] || fail "1.4.1 not running"
+
 # ---- server down, then a server that never answers: startup stays within its bound ---------
 nginx_stop
 t0=$(ms)
@@ -222,7 +250,7 @@ config "http://127.0.0.1:$(cat "$tmp/hang.port")" 2
 t0=$(ms)
 agent startup || fail "startup with a hanging server"
 t1=$(ms)
-[ "$(running)" = 1.4.0 ] || fail "release changed with a hanging server"
+[ "$(running)" = 1.4.1 ] || fail "release changed with a hanging server"
 grep -q "did not finish within 2 s" "$tmp/err" || fail "bound not reported: $(cat "$tmp/err")"
 [ $((t1 - t0)) -lt 4500 ] || fail "startup took $((t1 - t0)) ms, bound 2 s"
 kill "$hang_pid"; wait "$hang_pid" 2>/dev/null || true; hang_pid=""
@@ -249,6 +277,6 @@ grep -q -e OTA_E_THRESHOLD -e OTA_E_SIG -e OTA_E_KEY_UNKNOWN "$tmp/err" ||
 
 # ---- gc keeps the active and previous releases --------------------------------------------
 agent gc || fail "gc"
-[ -d "$state/bundles/1.5.0" ] && [ -d "$state/bundles/1.4.0" ] || fail "gc removed too much"
+[ -d "$state/bundles/1.5.0" ] && [ -d "$state/bundles/1.4.1" ] || fail "gc removed too much"
 [ ! -d "$state/bundles/1.0.0" ] || fail "gc kept 1.0.0"
 echo "agent_flow: ok"
