@@ -16,6 +16,7 @@
 #include "ota/sync.h"
 
 #include "cli_sync.h"
+#include "cli_tuf.h"
 
 #define EXIT_USAGE 2
 
@@ -50,7 +51,7 @@ struct agent_cmd {
     const char *help;
     unsigned    opts;    /* O_* accepted */
     int         min_pos, max_pos;
-    int         raw;     /* arguments passed through unparsed */
+    int         raw;     /* arguments passed through: 1 = without --config/--json, 2 = all */
 };
 
 static int cmd_startup(struct ctx *c);
@@ -66,6 +67,7 @@ static int cmd_gc(struct ctx *c);
 static int cmd_run(struct ctx *c);
 static int cmd_outbox(struct ctx *c);
 static int cmd_sync(struct ctx *c);
+static int cmd_tuf(struct ctx *c);
 
 static const struct agent_cmd commands[] = {
     {"startup", cmd_startup, "", "recover, apply a staged release if allowed, check; print what to run",
@@ -84,21 +86,28 @@ static const struct agent_cmd commands[] = {
      O_FORCE, 1, 1, 0},
     {"gc", cmd_gc, "", "remove old releases and stale downloads", 0, 0, 0, 0},
     {"run", cmd_run, "", "stay running and check every poll_interval_s", 0, 0, 0, 0},
-    {"outbox", cmd_outbox, "add|list|export|import ...", "record, list, export or import outbox"
-     " changes", O_JSON, 0, 0, 1},
+    {"outbox", cmd_outbox, "SUBCOMMAND ...", "add, list, export or import outbox changes", O_JSON,
+     0, 0, 1},
     {"sync", cmd_sync, "[--model M] [--json]", "sync the outbox's pending changes now", O_JSON, 0,
      0, 1},
+    {"tuf", cmd_tuf, "ARGS...", "TUF client on the conformance suite's command line", 0, 0, 0, 2},
 };
 #define NCMDS (sizeof(commands) / sizeof(commands[0]))
 
 static void
 usage(FILE *f, const char *prog)
 {
+    int width = 0;
+
+    for (size_t i = 0; i < NCMDS; i++) {
+        int w = (int)(strlen(commands[i].name) + 1 + strlen(commands[i].args));
+        width = w > width ? w : width;
+    }
     fprintf(f, "usage: %s [--config PATH] COMMAND [ARGS]\n\ncommands:\n", prog);
     for (size_t i = 0; i < NCMDS; i++) {
-        char left[64];
+        char left[128];
         snprintf(left, sizeof(left), "%s %s", commands[i].name, commands[i].args);
-        fprintf(f, "  %-32s %s\n", left, commands[i].help);
+        fprintf(f, "  %-*s  %s\n", width, left, commands[i].help);
     }
     fprintf(f, "\nThe configuration is --config PATH, else $OTA_AGENT_CONFIG, else %s.\n"
                "Exit status: 0 ok, 1 failed, 2 usage.\n",
@@ -593,6 +602,12 @@ cmd_outbox(struct ctx *c)
 }
 
 static int
+cmd_tuf(struct ctx *c)
+{
+    return ota_agent_cli_tuf(c->argc, c->argv);
+}
+
+static int
 cmd_sync(struct ctx *c)
 {
     struct ota_sync_config sc;
@@ -687,6 +702,8 @@ main(int argc, char **argv)
     c.cmd = k->name;
     c.argc = argc - i;
     c.argv = argv + i;
+    if (k->raw == 2) /* its own protocol, its own arguments, no configuration */
+        return k->fn(&c);
     if (k->raw) {
         /* Delegated commands parse their own arguments; --config and --json are ours. */
         int n = 1;
