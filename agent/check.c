@@ -516,11 +516,22 @@ stage_part(struct ota_agent *a, struct tuf *t, const struct cand *c, const char 
     o.progress_ctx = &s;
     rc = ota_bundle_read_file(part, &o, &m, d);
     if (rc != OTA_OK) {
-        ota_diag_prefix(d, "staging %s", c->rel.version);
+        unsigned char      got[OTA_SHA256_LEN];
+        unsigned long long len = 0;
+
         best_effort(ota_rm_rf(staging, NULL));
-        /* A part file that fails its signed digest or length is useless: start over. */
-        if (rc == OTA_E_DIGEST || rc == OTA_E_LENGTH)
+        /* The reader may stop early (a broken stream) before it compares the digest. A part
+         * file that is not the signed bytes is a bad download: discard it and say so. */
+        if (rc == OTA_E_DIGEST || rc == OTA_E_LENGTH ||
+            ota_sha256_file(part, got, &len, NULL) != OTA_OK || len != c->length ||
+            memcmp(got, c->sha256, OTA_SHA256_LEN) != 0) {
             unlink(part);
+            if (rc != OTA_E_DIGEST && rc != OTA_E_LENGTH)
+                rc = ota_diag_set(d, OTA_E_DIGEST,
+                                  "download of '%s' does not match its signed sha256: discarded",
+                                  c->path);
+        }
+        ota_diag_prefix(d, "staging %s", c->rel.version);
         goto out;
     }
     rc = layout_commit_staging(a, staging, c->rel.version, d);
@@ -748,10 +759,57 @@ add_rule(json_t *rules, const char *rule, int ok, const char *fmt, ...)
                                                   "detail", detail));
 }
 
+/* explain works offline, from the targets metadata the TUF client stored (verified) at the
+ * last successful check. Calls pick_cb for each top-level target. */
+static ota_err
+foreach_trusted_target(struct ota_agent *a, struct pick *p, struct ota_diag *d)
+{
+    char           path[AGENT_PATH_MAX];
+    unsigned char *buf = NULL;
+    size_t         len = 0;
+    json_t        *doc = NULL, *targets, *t;
+    const char    *name;
+    ota_err        rc;
+
+    if (agent_path(a, path, "metadata/targets.json") != OTA_OK)
+        return ota_diag_set(d, OTA_E_TOO_BIG, "path too long");
+    rc = ota_read_file(path, OTA_JSON_MAX, &buf, &len, d);
+    if (rc == OTA_E_NOT_FOUND)
+        return ota_diag_set(d, OTA_E_NOT_FOUND, "no check has succeeded yet: no trusted targets");
+    if (rc == OTA_OK)
+        rc = ota_cjson_parse(buf, len, OTA_JSON_MAX, &doc, d);
+    if (rc != OTA_OK)
+        goto out;
+    targets = json_object_get(json_object_get(doc, "signed"), "targets");
+    if (!json_is_object(targets)) {
+        rc = ota_diag_set(d, OTA_E_FORMAT, "'%s' has no targets", path);
+        goto out;
+    }
+    json_object_foreach(targets, name, t)
+    {
+        struct ota_tuf_target tt;
+        const char           *hex = json_string_value(
+            json_object_get(json_object_get(t, "hashes"), "sha256"));
+        json_t               *l = json_object_get(t, "length");
+
+        memset(&tt, 0, sizeof(tt));
+        if (hex == NULL || !json_is_integer(l) || json_integer_value(l) < 0 ||
+            ota_hex_decode(hex, tt.sha256, sizeof(tt.sha256)) != OTA_OK)
+            continue;
+        tt.path = name;
+        tt.length = (uint64_t)json_integer_value(l);
+        tt.custom = json_object_get(t, "custom");
+        pick_cb(p, &tt);
+    }
+out:
+    json_decref(doc);
+    free(buf);
+    return rc;
+}
+
 ota_err
 check_explain(struct ota_agent *a, json_t **out, struct ota_diag *d)
 {
-    struct tuf          t;
     struct pick         p;
     struct rel          have;
     struct gate_verdict v;
@@ -769,21 +827,16 @@ check_explain(struct ota_agent *a, json_t **out, struct ota_diag *d)
     rc = agent_pointers(a, active, NULL, d);
     if (rc != OTA_OK)
         return rc;
-    rc = tuf_open(a, &t, 0, d);
-    if (rc != OTA_OK)
-        return rc;
     p.a = a;
     p.active = active;
     p.explain = 1;
-    rc = ota_tuf_client_foreach_target(t.c, pick_cb, &p, d);
+    rc = foreach_trusted_target(a, &p, d);
     if (rc != OTA_OK)
         goto out;
     c = &p.newest;
     if (!c->valid) {
-        rc = ota_diag_set(d, OTA_E_NOT_FOUND, "no release of '%s' on channel '%s'%s",
-                          a->cfg->app, a->cfg->channel,
-                          ota_tuf_client_version(t.c, "targets") == 0
-                              ? " (no check has succeeded yet)" : "");
+        rc = ota_diag_set(d, OTA_E_NOT_FOUND, "no release of '%s' on channel '%s'",
+                          a->cfg->app, a->cfg->channel);
         goto out;
     }
     rules = json_array();
@@ -855,6 +908,5 @@ out:
     rel_clear(&have);
     cand_clear(&p.best);
     cand_clear(&p.newest);
-    tuf_close(&t);
     return rc;
 }
