@@ -15,7 +15,9 @@ set -eu
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/ota-agent-flow.XXXXXX")
 hang_pid=""
 run_pid=""
+slow_pid=""
 cleanup() {
+    [ -n "$slow_pid" ] && kill "$slow_pid" 2>/dev/null && wait "$slow_pid" 2>/dev/null
     nginx_stop || true
     [ -n "$run_pid" ] && kill "$run_pid" 2>/dev/null && wait "$run_pid" 2>/dev/null
     [ -n "$hang_pid" ] && kill "$hang_pid" 2>/dev/null && wait "$hang_pid" 2>/dev/null
@@ -186,6 +188,39 @@ grep -q '" 206 ' "$tmp/req" || fail "no range request: $(cat "$tmp/req")"
 sent=$(awk '{ for (i = 1; i < NF; i++) if ($i == 206) print $(i + 1) }' "$tmp/req")
 [ "$sent" -eq $((size - 1000000)) ] || fail "resumed transfer sent $sent, want $((size - 1000000))"
 [ ! -e "$state/downloads/$sha.part" ] || fail "part file left behind"
+
+# A check killed in the middle of a transfer (a slow server) resumes where it stopped.
+pack 1.3.1 m1 "" 2000000
+publish 1.3.1 m1 ""
+bundle="$tmp/b/$app-1.3.1.ota"
+size=$(wc -c <"$bundle")
+sha=$(sha256sum "$bundle" | cut -c1-64)
+node "$OTA_TOP/tests/lib/slow-http.mjs" "$pub" 1000000 >"$tmp/slow.port" 2>"$tmp/slow.log" &
+slow_pid=$!
+n=0
+while [ ! -s "$tmp/slow.port" ]; do
+    n=$((n + 1)); [ $n -lt 200 ] || fail "slow server did not start"; sleep 0.05
+done
+config "http://127.0.0.1:$(cat "$tmp/slow.port")" 5
+"$OTA_BIN/ota-agent" --config "$tmp/agent.json" check >/dev/null 2>&1 &
+chk=$!
+n=0
+while [ "$(wc -c <"$state/downloads/$sha.part" 2>/dev/null || echo 0)" -lt 300000 ]; do
+    n=$((n + 1)); [ $n -lt 200 ] || fail "download did not start"; sleep 0.05
+done
+kill -KILL "$chk"
+wait "$chk" 2>/dev/null || true
+have=$(wc -c <"$state/downloads/$sha.part")
+[ "$have" -gt 0 ] && [ "$have" -lt "$size" ] || fail "part file has $have of $size bytes"
+[ ! -d "$state/bundles/1.3.1" ] || fail "staged from a killed download"
+agent check || fail "check after a killed download: $(cat "$tmp/err")"
+grep -q "1.3.1 is staged" "$tmp/out" || fail "1.3.1 not staged after resuming"
+grep -q "$sha.*bytes=$have- 206 $((size - have))" "$tmp/slow.log" ||
+    fail "did not resume from byte $have: $(cat "$tmp/slow.log")"
+kill "$slow_pid"; wait "$slow_pid" 2>/dev/null || true; slow_pid=""
+config "$NGINX_URL" 5
+agent status || fail "status"
+[ "$(running)" = 1.0.0 ] || fail "a check switched the running release"
 
 # A part file whose bytes are not the signed ones is discarded, and the next check succeeds.
 pack 1.4.0 m1 "" 200000
