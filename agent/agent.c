@@ -473,6 +473,15 @@ agent_change(struct ota_agent *a, const char *version, enum change_kind kind, in
     case CHANGE_INSTALL:
         new_state = active[0] ? REL_TRIAL : REL_ACTIVE;
         new_prev = active[0] ? active : NULL;
+        if (active[0] != '\0') {
+            /* A release that ran without a trial (first install, rollback target) until this
+             * update is the known-good one to come back to. */
+            struct rel old;
+            memset(&old, 0, sizeof(old));
+            if (state_rel_get(&a->st, active, &old, NULL) == OTA_OK && old.state == REL_ACTIVE)
+                old_state = REL_CONFIRMED;
+            rel_clear(&old);
+        }
         break;
     case CHANGE_ROLLBACK:
     case CHANGE_AUTO_ROLLBACK:

@@ -890,9 +890,15 @@ check_explain(struct ota_agent *a, json_t **out, struct ota_diag *d)
                  serr && serr[0] ? ")" : "");
         json_decref(g);
     }
-    add_rule(rules, "active", strcmp(active, c->rel.version) == 0, "%s%s",
-             strcmp(active, c->rel.version) == 0 ? "yes" : "no: active is ",
-             strcmp(active, c->rel.version) == 0 ? "" : (active[0] ? active : "nothing"));
+    if (strcmp(active, c->rel.version) == 0) {
+        add_rule(rules, "active", 1, "yes");
+    } else {
+        struct ota_version av;
+        int newer = active[0] != '\0' && ota_version_parse(active, &av) == OTA_OK &&
+                    ota_version_cmp(&av, &c->rel.v) > 0;
+        add_rule(rules, "active", 0, "no: active is %s%s", active[0] ? active : "nothing",
+                 newer ? " (newer)" : "");
+    }
     o = json_pack("{s:s, s:s, s:s, s:o}", "version", c->rel.version, "channel", a->cfg->channel,
                   "target", c->path, "rules", rules);
     rules = NULL;

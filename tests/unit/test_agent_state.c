@@ -552,6 +552,8 @@ test_gate(void **state)
     assert_int_equal(res.exported, 4);
     assert_int_equal(access(res.export_path, F_OK), 0);
     current_is(f, "2.0");
+    /* 1.0 ran without a trial until this update: it is the known-good release now */
+    assert_int_equal(state_of(f, "1.0"), REL_CONFIRMED);
     assert_int_equal(f->ob.rows[0].count, 4);
     g = meta(f, "gate");
     assert_null(g);
