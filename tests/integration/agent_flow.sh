@@ -42,9 +42,11 @@ state="$tmp/state"
 pub="$tmp/pub"
 mkdir -p "$tmp/b" "$tmp/src"
 
+# Release metadata; RT_MIN, RT_MAX and MIN_AGENT override the defaults.
 rel() { # version model reads
     printf '{"app":"%s","version":"%s","model":"%s","reads_models":[%s],' "$app" "$1" "$2" "$3"
-    printf '"runtime":{"min":"3.0","max":"3.9"},"min_agent":"0.1","mandatory":false}'
+    printf '"runtime":{"min":"%s","max":"%s"},"min_agent":"%s","mandatory":false}' \
+        "${RT_MIN:-3.0}" "${RT_MAX:-3.9}" "${MIN_AGENT:-0.1}"
 }
 
 pack() { # version model reads [payload bytes] [seed]
@@ -59,10 +61,13 @@ pack() { # version model reads [payload bytes] [seed]
         --release "$(rel "$1" "$2" "$3")" || fail "packing $1"
 }
 
+# CHANNELS and YANKED override the defaults.
 publish() { # version model reads
     $REPO --out "$pub" --target "$app/$app-$1.ota=$tmp/b/$app-$1.ota" --custom \
-        "{\"ota\":{\"release\":$(rel "$1" "$2" "$3"),\"channels\":{\"stable\":100,\"beta\":10},
-          \"breaking\":false,\"yanked\":false,\"published\":\"2026-11-24T10:00:00Z\"}}" ||
+        "{\"ota\":{\"release\":$(rel "$1" "$2" "$3"),
+          \"channels\":${CHANNELS:-{\"stable\":100,\"beta\":10\}},
+          \"breaking\":false,\"yanked\":${YANKED:-false},
+          \"published\":\"2026-11-24T10:00:00Z\"}}" ||
         fail "publishing $1"
 }
 
@@ -238,6 +243,41 @@ agent check || fail "check after a corrupt part: $(cat "$tmp/err")"
 agent startup || fail "startup (activate 1.4.0)"
 [ "$(running)" = 1.4.0 ] || fail "1.4.0 not running"
 agent confirm || fail "confirm 1.4.0"
+
+# ---- releases this device must not take -------------------------------------------------
+pack 1.4.2 m1 ""
+YANKED=true publish 1.4.2 m1 ""
+pack 1.4.3 m1 ""
+CHANNELS='{"beta":100}' publish 1.4.3 m1 ""
+RT_MIN=4.0 RT_MAX=4.9 pack 1.4.4 m1 ""
+RT_MIN=4.0 RT_MAX=4.9 publish 1.4.4 m1 ""
+pack 1.4.5 m1 ""
+CHANNELS='{"stable":0}' publish 1.4.5 m1 ""
+MIN_AGENT=9.0 pack 1.4.6 m1 ""
+MIN_AGENT=9.0 publish 1.4.6 m1 ""
+agent check || fail "check with unsuitable releases"
+grep -q "up to date" "$tmp/out" || fail "an unsuitable release was taken: $(cat "$tmp/out")"
+agent explain --json || fail "explain --json"
+node -e 'const x = JSON.parse(require("fs").readFileSync(process.argv[1]));
+  const r = Object.fromEntries(x.rules.map((r) => [r.rule, r.ok]));
+  if (x.version !== "1.4.6" || !r.offered || !r.runtime || r.min_agent || r.staged ||
+      r.active) process.exit(1);' "$tmp/out" || fail "explain of 1.4.6: $(cat "$tmp/out")"
+for v in 1.4.2 1.4.3 1.4.4 1.4.5 1.4.6; do
+    [ ! -d "$state/bundles/$v" ] || fail "$v was staged"
+done
+# A bundle whose manifest differs from the release the signed metadata describes.
+pack 1.4.7 m1 ""
+$REPO --out "$pub" --target "$app/$app-1.4.7.ota=$tmp/b/$app-1.4.7.ota" --custom \
+    "{\"ota\":{\"release\":$(rel 1.4.7 m9 ""),\"channels\":{\"stable\":100},
+      \"breaking\":false,\"yanked\":false,\"published\":\"2026-11-24T10:00:00Z\"}}" ||
+    fail "publishing 1.4.7"
+set +e
+agent check; rc=$?
+set -e
+[ $rc -eq 1 ] && grep -q "differs from the signed target" "$tmp/err" ||
+    fail "a bundle unlike its target was accepted: $(cat "$tmp/err")"
+[ ! -d "$state/bundles/1.4.7" ] || fail "1.4.7 staged"
+$REPO --out "$pub" --remove "$app/$app-1.4.7.ota" || fail "unpublishing 1.4.7"
 
 # ---- run: checks at once, then sleeps; SIGTERM ends it cleanly and promptly --------------
 pack 1.4.1 m1 ""
