@@ -31,8 +31,8 @@ agent_record_check(struct ota_agent *a, ota_err rc, const struct ota_agent_check
     j = json_pack("{s:s, s:s, s:s, s:s, s:b, s:I}", "time", ts, "result",
                   rc == OTA_OK ? "ok" : ota_err_name(rc), "message",
                   rc == OTA_OK || d == NULL ? "" : d->msg, "offered",
-                  res && res->found ? res->version : "", "staged", res && res->staged,
-                  "bytes", (json_int_t)(res ? res->bytes : 0));
+                  res && res->found ? res->version : "", "staged", res && res->staged, "bytes",
+                  (json_int_t)(res ? res->bytes : 0));
     if (j != NULL && ota_cjson_encode(j, 8192, &txt, &len, NULL) == OTA_OK)
         best_effort(state_meta_set(&a->st, "last_check", txt, NULL));
     free(txt);
