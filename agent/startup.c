@@ -279,8 +279,13 @@ ota_agent_startup(struct ota_agent *a, struct ota_agent_startup *res, struct ota
     if (rc != OTA_OK)
         goto out;
     snprintf(s.active, sizeof(s.active), "%s", active);
-    if (active[0] == '\0')
+    if (active[0] == '\0') {
         rc = ota_diag_set(d, OTA_E_NOT_FOUND, "no release installed: nothing to run");
+    } else {
+        /* Devices that only ever run `startup` must not fill up with old releases. */
+        unsigned removed = 0;
+        best_effort(layout_gc(a, &removed, NULL));
+    }
 out:
     if (res != NULL)
         *res = s;

@@ -164,9 +164,9 @@ struct ota_agent_startup {
  * trial_launches launches without confirm, roll back to the previous release), activate a
  * staged release if the gate allows, then a check bounded by check_timeout_s (run in a child
  * process that is killed at the bound, which recovery handles like a crash). On a first start
- * with nothing installed, install factory_bundle or the newest release. Returns OTA_OK whenever
- * a release is active, even if the check or the gate failed (see *res); OTA_E_NOT_FOUND when
- * there is nothing to run. */
+ * with nothing installed, install factory_bundle or the newest release. Ends with a gc. Returns
+ * OTA_OK whenever a release is active, even if the check or the gate failed (see *res);
+ * OTA_E_NOT_FOUND when there is nothing to run. */
 ota_err ota_agent_startup(struct ota_agent *a, struct ota_agent_startup *res,
                           struct ota_diag *d) OTA_MUST_CHECK;
 
