@@ -71,10 +71,13 @@ publish() { # version model reads
         fail "publishing $1"
 }
 
-config() { # repository_url check_timeout_s
+config() { # repository_url check_timeout_s; FACTORY adds factory_bundle
+    fb=""
+    [ -z "${FACTORY:-}" ] || fb="\"factory_bundle\": \"$FACTORY\","
     cat >"$tmp/agent.json" <<EOF
 {"repository_url": "$1", "state_dir": "$state", "app": "$app", "channel": "stable",
  "runtime_version": "3.1", "trusted_root": "$pub/metadata/1.root.json",
+ $fb
  "check_timeout_s": $2, "connect_timeout_s": 2, "low_speed_time_s": 5, "trial_launches": 3}
 EOF
 }
@@ -210,7 +213,8 @@ config "http://127.0.0.1:$(cat "$tmp/slow.port")" 5
 "$OTA_BIN/ota-agent" --config "$tmp/agent.json" check >/dev/null 2>&1 &
 chk=$!
 n=0
-while [ "$(wc -c <"$state/downloads/$sha.part" 2>/dev/null || echo 0)" -lt 300000 ]; do
+partsize() { if [ -f "$1" ]; then wc -c <"$1"; else echo 0; fi; }
+while [ "$(partsize "$state/downloads/$sha.part")" -lt 300000 ]; do
     n=$((n + 1)); [ $n -lt 200 ] || fail "download did not start"; sleep 0.05
 done
 kill -KILL "$chk"
@@ -354,4 +358,11 @@ grep -q -e OTA_E_THRESHOLD -e OTA_E_SIG -e OTA_E_KEY_UNKNOWN "$tmp/err" ||
 agent gc || fail "gc"
 [ -d "$state/bundles/1.5.0" ] && [ -d "$state/bundles/1.4.1" ] || fail "gc removed too much"
 [ ! -d "$state/bundles/1.0.0" ] || fail "gc kept 1.0.0"
+# ---- factory bundle: a first start without the network runs what the device shipped with --
+state="$tmp/state2"
+FACTORY="$tmp/b/$app-1.1.0.ota" config "http://127.0.0.1:9" 2
+agent startup || fail "first start with a factory bundle: $(cat "$tmp/err")"
+[ "$(running)" = 1.1.0 ] || fail "factory bundle not running"
+agent history
+grep -q "staged .*1.1.0 .*factory" "$tmp/out" || fail "factory install not in history"
 echo "agent_flow: ok"
