@@ -429,7 +429,7 @@ walk_dir(struct walk *w, int pfd, const char *rel, int depth, struct ota_diag *d
             break;
         }
     }
-    if (rc == OTA_OK) {
+    if (rc == OTA_OK && n > 0) {
         qsort(names, n, sizeof *names, name_cmp);
         for (i = 0; i < n && rc == OTA_OK; i++)
             rc = walk_entry(w, dirfd(dir), rel, names[i], depth, d);
@@ -666,7 +666,8 @@ build_manifest(const struct ota_pack_opts *o, struct walk *w, struct ota_manifes
     size_t               i;
     ota_err              rc;
 
-    qsort(w->items, w->n, sizeof *w->items, item_cmp);
+    if (w->n > 0)
+        qsort(w->items, w->n, sizeof *w->items, item_cmp);
     m = calloc(1, sizeof *m);
     if (m == NULL)
         return ota_diag_set(d, OTA_E_NOMEM, "out of memory");
@@ -853,8 +854,10 @@ ota_bundle_pack(const struct ota_pack_opts *o, struct ota_pack_result *res, stru
     }
 out:
     if (a != NULL) {
-        if (rc != OTA_OK)
-            archive_write_fail(a); /* free must not try to finish the stream */
+        /* After a failure, free still finishes the tar; the callback then refuses the bytes.
+         * (archive_write_fail would skip that, but also leak libarchive's output state.) */
+        if (rc != OTA_OK && wr.rc == OTA_OK)
+            wr.rc = rc;
         archive_write_free(a);
     }
     archive_entry_free(e);
