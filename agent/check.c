@@ -256,6 +256,9 @@ struct pick {
     int               explain;
     unsigned          skipped; /* malformed targets of this app */
     struct ota_diag   skip_diag;
+    /* Versions of this app the repository has yanked (check withdraws them if staged). */
+    char   yanked[32][OTA_VERSION_STR_MAX];
+    size_t n_yanked;
 };
 
 static int
@@ -279,6 +282,8 @@ pick_cb(void *ctx, const struct ota_tuf_target *t)
         p->skipped++;
         return 0;
     }
+    if (c.yanked && p->n_yanked < sizeof(p->yanked) / sizeof(p->yanked[0]))
+        snprintf(p->yanked[p->n_yanked++], OTA_VERSION_STR_MAX, "%s", c.rel.version);
     if (p->explain) {
         if (!c.listed || !cand_newer(&c, &p->newest))
             goto drop;
@@ -556,6 +561,33 @@ record_tuf_versions(struct ota_agent *a, struct tuf *t)
         best_effort(state_tuf_set(&a->st, roles[i], ota_tuf_client_version(t->c, roles[i]), NULL));
 }
 
+/* A yanked release is never installed: one staged before it was yanked is withdrawn (the active
+ * release is left alone; a newer release replaces it). */
+static void
+withdraw_yanked(struct ota_agent *a, const struct pick *p)
+{
+    char p_dir[AGENT_PATH_MAX];
+
+    for (size_t i = 0; i < p->n_yanked; i++) {
+        struct rel r;
+        memset(&r, 0, sizeof(r));
+        if (state_rel_get(&a->st, p->yanked[i], &r, NULL) == OTA_OK && r.state == REL_STAGED &&
+            agent_path(a, p_dir, "bundles/%s", r.version) == OTA_OK &&
+            state_begin(&a->st, NULL) == OTA_OK) {
+            /* Record first: a crash before the removal leaves an unrecorded tree, which
+             * recovery removes. */
+            if (state_rel_delete(&a->st, r.version, NULL) == OTA_OK &&
+                state_history_add(&a->st, agent_now(a), "withdrawn", r.version,
+                                  "yanked by the repository", NULL) == OTA_OK &&
+                state_commit(&a->st, NULL) == OTA_OK)
+                best_effort(ota_rm_rf(p_dir, NULL));
+            else
+                state_rollback(&a->st);
+        }
+        rel_clear(&r);
+    }
+}
+
 ota_err
 check_run(struct ota_agent *a, struct ota_agent_check *res, struct ota_diag *d)
 {
@@ -582,6 +614,7 @@ check_run(struct ota_agent *a, struct ota_agent_check *res, struct ota_diag *d)
     rc = ota_tuf_client_foreach_target(t.c, pick_cb, &p, d);
     if (rc != OTA_OK)
         goto out;
+    withdraw_yanked(a, &p);
     if (!p.best.valid)
         goto done;
     if (active[0] != '\0') {

@@ -282,6 +282,18 @@ set -e
     fail "a bundle unlike its target was accepted: $(cat "$tmp/err")"
 [ ! -d "$state/bundles/1.4.7" ] || fail "1.4.7 staged"
 $REPO --out "$pub" --remove "$app/$app-1.4.7.ota" || fail "unpublishing 1.4.7"
+# Staged, then yanked before it became active: withdrawn by the next check.
+pack 1.4.8 m1 ""
+publish 1.4.8 m1 ""
+agent check || fail "check (stage 1.4.8)"
+[ -d "$state/bundles/1.4.8" ] || fail "1.4.8 not staged"
+YANKED=true publish 1.4.8 m1 ""
+agent check || fail "check (1.4.8 yanked)"
+[ ! -d "$state/bundles/1.4.8" ] || fail "a yanked staged release was kept"
+agent history
+grep -q "withdrawn .*1.4.8 .*yanked" "$tmp/out" || fail "withdrawal not in history"
+agent startup || fail "startup after a withdrawal"
+[ "$(running)" = 1.4.0 ] || fail "running $(running) after a withdrawal"
 
 # ---- run: checks at once, then sleeps; SIGTERM ends it cleanly and promptly --------------
 pack 1.4.1 m1 ""
