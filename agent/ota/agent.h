@@ -179,7 +179,9 @@ struct ota_agent_check {
 };
 
 /** Refresh the TUF metadata, choose the release for this device (repo-layout.md), download it
- * (resumable) and stage it (verified, extracted into bundles/<version>). Activates nothing. */
+ * (resumable) and stage it (verified, extracted into bundles/<version>). Activates nothing;
+ * withdraws a staged release the repository has yanked. *res (may be NULL) is filled in every
+ * case: the bytes a failed check transferred are worth reporting. */
 ota_err ota_agent_check(struct ota_agent *a, struct ota_agent_check *res,
                         struct ota_diag *d) OTA_MUST_CHECK;
 
