@@ -260,8 +260,8 @@ ota_agent_recover(struct ota_agent *a, struct ota_diag *d)
     return layout_recover(a, &repaired, d);
 }
 
-ota_err
-agent_startup_local(struct ota_agent *a, struct ota_agent_startup *s, struct ota_diag *d)
+static ota_err
+startup_local_steps(struct ota_agent *a, struct ota_agent_startup *s, struct ota_diag *d)
 {
     struct ota_agent_result ar;
     struct ota_diag         gd;
@@ -296,6 +296,18 @@ agent_startup_local(struct ota_agent *a, struct ota_agent_startup *s, struct ota
     rc = layout_count_launch(a, d);
     if (rc == OTA_OK)
         rc = agent_pointers(a, s->active, NULL, d);
+    return rc;
+}
+
+ota_err
+agent_startup_local(struct ota_agent *a, struct ota_agent_startup *s, struct ota_diag *d)
+{
+    ota_err rc;
+
+    /* The app waits for startup: a sync the gate runs here is bounded like the check. */
+    a->sync_bound_ms = a->cfg->check_timeout_s * 1000;
+    rc = startup_local_steps(a, s, d);
+    a->sync_bound_ms = 0;
     return rc;
 }
 

@@ -3,6 +3,7 @@
 #define OTA_AGENT_INT_H
 
 #include <limits.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdint.h>
 
@@ -108,6 +109,8 @@ struct ota_agent {
     char                           device_id[33];
     /* Test hook: stop an activation after this many steps (0 = never). */
     int crash_after_step;
+    /* Bound of the gate's sync (ms; 0 = none): set during startup, which must not hang. */
+    int64_t sync_bound_ms;
 };
 
 int64_t agent_now(const struct ota_agent *a);
@@ -178,6 +181,20 @@ ota_err gate_evaluate(struct ota_agent *a, const struct ota_release *target, int
  * res->export_path) and lets the change through. */
 ota_err gate_check(struct ota_agent *a, const struct ota_release *target, int breaking, int force,
                    struct ota_agent_result *res, struct ota_diag *d) OTA_MUST_CHECK;
+
+/* ---- bounded.c: a step in a child process, stopped at a bound ------------------------- */
+
+/* The step: runs in the child with its own database connection; out has the caller's out_len
+ * bytes (NULL when 0) and is copied back on completion. */
+typedef ota_err (*bounded_fn)(struct ota_agent *a, void *out, struct ota_diag *d);
+
+/* Run fn in a child; the parent's database connection is closed across the fork and reopened.
+ * OTA_E_TIMEOUT ("<what> did not finish within N s") after timeout_ms (0: no bound) or when
+ * *stop (may be NULL) becomes non-zero; the child is then killed. out_len <= 4096. */
+ota_err agent_bounded(struct ota_agent *a, int64_t timeout_ms, volatile sig_atomic_t *stop,
+                      bounded_fn fn, void *out, size_t out_len, const char *what,
+                      struct ota_diag *d) OTA_MUST_CHECK;
+int64_t agent_mono_ms(void);
 
 /* ---- check.c ------------------------------------------------------------------------- */
 

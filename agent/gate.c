@@ -112,6 +112,23 @@ export_pending(struct ota_agent *a, const struct ota_release *target, struct ota
     return OTA_OK;
 }
 
+static ota_err
+sync_step(struct ota_agent *a, void *out, struct ota_diag *d)
+{
+    (void)out;
+    return a->gate->sync(a->gate->ctx, d);
+}
+
+/* The sync, in a child process stopped at a->sync_bound_ms when set (startup must not hang on
+ * a slow sync server; the sync code loses nothing when killed). */
+static ota_err
+gate_sync(struct ota_agent *a, struct ota_diag *d)
+{
+    if (a->sync_bound_ms <= 0)
+        return a->gate->sync(a->gate->ctx, d);
+    return agent_bounded(a, a->sync_bound_ms, NULL, sync_step, NULL, 0, "sync", d);
+}
+
 ota_err
 gate_check(struct ota_agent *a, const struct ota_release *target, int breaking, int force,
            struct ota_agent_result *res, struct ota_diag *d)
@@ -138,7 +155,7 @@ gate_check(struct ota_agent *a, const struct ota_release *target, int breaking, 
     }
     /* Closed: sync what is pending under the old model(s), then look again. */
     if (a->gate->sync != NULL) {
-        src = a->gate->sync(a->gate->ctx, &sd);
+        src = gate_sync(a, &sd);
         rc = gate_evaluate(a, target, breaking, &v, d);
         if (rc != OTA_OK)
             return OTA_E_GATED;
