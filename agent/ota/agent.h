@@ -48,7 +48,7 @@ struct ota_agent_config {
     long long max_bundle_bytes;  /* default 1 GiB */
     long long connect_timeout_s; /* default 10 */
     long long low_speed_time_s;  /* default 30 */
-    long long check_timeout_s;   /* bound of the check inside startup; default 20 */
+    long long check_timeout_s;   /* bound of the check (and of a gate sync) in startup; 20 */
     char     *ca_file;
     long long keep_releases;  /* default 2 (never fewer than active + previous) */
     long long trial_launches; /* default 3 */
@@ -163,7 +163,8 @@ struct ota_agent_startup {
 /** What the app calls at launch: recover, trial bookkeeping (count this launch; after
  * trial_launches launches without confirm, roll back to the previous release), activate a
  * staged release if the gate allows, then a check bounded by check_timeout_s (run in a child
- * process that is killed at the bound, which recovery handles like a crash). On a first start
+ * process that is killed at the bound, which recovery handles like a crash; a sync the gate
+ * runs here has the same bound). On a first start
  * with nothing installed, install factory_bundle or the newest release. Ends with a gc. Returns
  * OTA_OK whenever a release is active, even if the check or the gate failed (see *res);
  * OTA_E_NOT_FOUND when there is nothing to run. */
