@@ -1,12 +1,13 @@
 /* Bundle writer: walk, hash, sign, then stream a pax tar through zstd into a temp file.
  * See ota/bundle.h and formats/bundle.md.
  *
- * Two passes over the tree. The first walks it in a fixed order, hashes every file and builds
- * the manifest (the only thing whose size grows with the tree), because the signed manifest
- * must be the first tar member. The second writes the tar: each file is opened again and must
- * be the same inode with the same size and mtime as in the first pass, so what is written is
- * what was hashed. Tar bytes go straight from libarchive into zstd's streaming compressor and
- * from there to the temp file, hashed as they are written. */
+ * Two passes over the tree. The first walks it in a fixed order, hashes every file (on as many
+ * threads as zstd will use) and builds the manifest (the only thing whose size grows with the
+ * tree), because the signed manifest must be the first tar member. The second writes the tar:
+ * each file is opened again and must be the same inode with the same size and mtime as in the
+ * first pass, so what is written is what was hashed. Tar bytes go straight from libarchive
+ * into zstd's streaming compressor and from there to the temp file, hashed as they are
+ * written. */
 #include "bundle_int.h"
 
 #include <archive.h>
@@ -28,6 +29,7 @@
 
 #define IO_BUF (1u << 20)          /* file reads, both passes */
 #define ZOUT_BUF (1u << 20)        /* compressed bytes gathered before a write(2) */
+#define WRITEBACK_STEP (8u << 20) /* start writing the output to disk every 8 MiB */
 #define ZSTD_JOB_SIZE (4u << 20)   /* per-worker job: smaller than zstd's 8 MiB default at
                                     * level 3, to keep peak memory low at no cost in speed */
 #define WALK_DEPTH_MAX 256
@@ -62,6 +64,7 @@ struct writer {
     size_t            zout_pos;
     struct ota_sha256 h;
     uint64_t          length;
+    uint64_t          queued;  /* bytes handed to the disk early (sync_file_range) */
     ota_err           rc;      /* first failure inside a libarchive callback */
     struct ota_diag  *d;
 };
@@ -462,6 +465,13 @@ flush_out(struct writer *wr)
     ota_sha256_update(&wr->h, wr->zout, wr->zout_pos);
     wr->length += wr->zout_pos;
     wr->zout_pos = 0;
+    /* Start writeback while compression goes on, so the final fsync waits for the tail only.
+     * A hint: failures surface at that fsync. */
+    if (wr->length - wr->queued >= WRITEBACK_STEP) {
+        (void)sync_file_range(wr->fd, (off_t)wr->queued, (off_t)(wr->length - wr->queued),
+                              SYNC_FILE_RANGE_WRITE);
+        wr->queued = wr->length;
+    }
     return OTA_OK;
 }
 
