@@ -7,6 +7,10 @@ export BUILD
 export OTA_BIN="$BUILD/bin"
 top=$(cd "$(dirname "$0")/.." && pwd)
 export OTA_TOP="$top"
+# Tests preload libfaketime into some binaries; under ASan that is fine as long as ASan does not
+# insist on coming first.
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1}"
 what=${1:-all}
 [ $# -gt 0 ] && shift
 filter="$*"
