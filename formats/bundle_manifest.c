@@ -9,47 +9,6 @@
 #include "ota/cjson.h"
 #include "ota/fsutil.h"
 
-static int
-utf8_valid(const unsigned char *p, size_t len)
-{
-    size_t i = 0;
-
-    while (i < len) {
-        unsigned char c = p[i];
-        size_t        n, k;
-        uint32_t      cp;
-
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        if (c >= 0xc2 && c <= 0xdf) {
-            n = 1;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            n = 2;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            n = 3;
-            cp = c & 0x07;
-        } else {
-            return 0;
-        }
-        if (len - i <= n)
-            return 0;
-        for (k = 1; k <= n; k++) {
-            if ((p[i + k] & 0xc0) != 0x80)
-                return 0;
-            cp = cp << 6 | (p[i + k] & 0x3f);
-        }
-        if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return 0;
-        i += n + 1;
-    }
-    return 1;
-}
-
 ota_err
 ota_bundle_path_check(const char *path, size_t len, struct ota_diag *d)
 {
@@ -82,7 +41,7 @@ ota_bundle_path_check(const char *path, size_t len, struct ota_diag *d)
                                 OTA_BUNDLE_NAME_MAX);
         start = i + 1;
     }
-    if (!utf8_valid((const unsigned char *)path, len))
+    if (!ota_utf8_valid(path, len))
         return ota_diag_set(d, OTA_E_FORMAT, "path '%.*s' is not valid UTF-8", (int)len, path);
     return OTA_OK;
 }

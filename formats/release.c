@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "ota/cjson.h"
+#include "ota/fsutil.h"
 
 ota_err
 ota_version_parse(const char *s, struct ota_version *out)
@@ -99,46 +100,6 @@ ota_id_valid(const char *s)
     return 1;
 }
 
-/* Strict UTF-8 (no overlongs, no surrogates, nothing above U+10FFFF), no NUL. */
-static int
-utf8_valid(const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-
-    while (*p) {
-        unsigned char c = *p;
-        size_t        n, i;
-        uint32_t      cp;
-
-        if (c < 0x80) {
-            p++;
-            continue;
-        }
-        if (c >= 0xc2 && c <= 0xdf) {
-            n = 1;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            n = 2;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            n = 3;
-            cp = c & 0x07;
-        } else {
-            return 0;
-        }
-        for (i = 1; i <= n; i++) {
-            if ((p[i] & 0xc0) != 0x80)
-                return 0;
-            cp = cp << 6 | (p[i] & 0x3f);
-        }
-        if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return 0;
-        p += n + 1;
-    }
-    return 1;
-}
-
 static int
 version_str_ok(const char *field, const char *s, struct ota_version *v, struct ota_diag *d)
 {
@@ -199,7 +160,7 @@ ota_release_validate(const struct ota_release *r, struct ota_diag *d)
     if (r->notes != NULL) {
         if (strlen(r->notes) > OTA_NOTES_MAX)
             return ota_diag_set(d, OTA_E_FORMAT, "notes are longer than %d bytes", OTA_NOTES_MAX);
-        if (!utf8_valid(r->notes))
+        if (!ota_utf8_valid(r->notes, strlen(r->notes)))
             return ota_diag_set(d, OTA_E_FORMAT, "notes are not valid UTF-8");
     }
     return OTA_OK;

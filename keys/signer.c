@@ -39,15 +39,6 @@ struct keyfile {
     const char        *seed_hex; /* unencrypted only; borrowed from the parsed tree */
 };
 
-static int
-sodium_ready(void)
-{
-    static int ok = 0;
-
-    if (!ok)
-        ok = sodium_init() >= 0;
-    return ok;
-}
 
 /* ---------------------------------------------------------------- keys */
 
@@ -58,7 +49,7 @@ ota_seckey_from_seed(const unsigned char seed[32], struct ota_seckey **out, stru
     unsigned char      pk[crypto_sign_PUBLICKEYBYTES];
     ota_err            rc;
 
-    if (!sodium_ready())
+    if (!ota_sodium_ready())
         return ota_diag_set(d, OTA_E_CRYPTO, "cannot initialise libsodium");
     k = calloc(1, sizeof *k);
     if (k == NULL)
@@ -89,7 +80,7 @@ ota_seckey_generate(struct ota_seckey **out, struct ota_diag *d)
     unsigned char *seed;
     ota_err        rc;
 
-    if (!sodium_ready())
+    if (!ota_sodium_ready())
         return ota_diag_set(d, OTA_E_CRYPTO, "cannot initialise libsodium");
     seed = sodium_malloc(OTA_KEYFILE_SEED);
     if (seed == NULL)
@@ -186,7 +177,7 @@ ota_keyfile_seal(const unsigned char seed[OTA_KEYFILE_SEED], const unsigned char
     unsigned long long ctlen = 0;
     ota_err            rc;
 
-    if (!sodium_ready())
+    if (!ota_sodium_ready())
         return ota_diag_set(d, OTA_E_CRYPTO, "cannot initialise libsodium");
     rc = check_passphrase(passphrase, d);
     if (rc != OTA_OK)
@@ -271,7 +262,7 @@ ota_seckey_save(const struct ota_seckey *k, const char *path, const char *passph
     size_t        len = 0;
     ota_err       rc;
 
-    if (!sodium_ready())
+    if (!ota_sodium_ready())
         return ota_diag_set(d, OTA_E_CRYPTO, "cannot initialise libsodium");
     /* Refuse before the slow key derivation; the exclusive link below is what guarantees
      * that a file appearing meanwhile is not overwritten either. */
@@ -453,7 +444,7 @@ ota_seckey_load(const char *path, const char *passphrase, struct ota_seckey **ou
     unsigned long long seedlen = 0;
     ota_err            rc;
 
-    if (!sodium_ready())
+    if (!ota_sodium_ready())
         return ota_diag_set(d, OTA_E_CRYPTO, "cannot initialise libsodium");
     rc = keyfile_read(path, &root, &kf, d);
     if (rc != OTA_OK)
@@ -746,7 +737,7 @@ ota_passphrase_get(const struct ota_passphrase_src *src, const char *prompt, int
     const char *v;
     ota_err     rc;
 
-    if (!sodium_ready())
+    if (!ota_sodium_ready())
         return ota_diag_set(d, OTA_E_CRYPTO, "cannot initialise libsodium");
     /* An explicit descriptor that gives nothing is an error, not a reason to fall back. */
     if (src->fd >= 0)

@@ -20,8 +20,8 @@
 #include "ota/fsutil.h"
 #include "ota/hash.h"
 
-static int
-sodium_ready(void)
+int
+ota_sodium_ready(void)
 {
     static int ok = 0;
 
@@ -345,7 +345,7 @@ ed25519_verify(const struct ota_pubkey *k, const void *msg, size_t len, const ch
 {
     unsigned char sig[OTA_ED25519_SIG];
 
-    if (!sodium_ready())
+    if (!ota_sodium_ready())
         return ota_diag_set(d, OTA_E_CRYPTO, "cannot initialise libsodium");
     if (ota_hex_decode(sig_hex, sig, sizeof sig) != OTA_OK)
         return ota_diag_set(d, OTA_E_FORMAT, "ed25519 signature must be 128 hex digits");

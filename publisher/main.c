@@ -630,6 +630,22 @@ pick_app(struct ota_repo *r, const char *app, int *ret)
     return found;
 }
 
+/* open_repo, then the app the command is about; -1 to go on, else an exit code. */
+static int
+open_repo_app(const struct repo_args *a, struct ota_repo **r, const char **app)
+{
+    int ret = open_repo(a, r);
+
+    if (ret >= 0)
+        return ret;
+    if ((*app = pick_app(*r, a->app, &ret)) == NULL) {
+        ota_repo_close(*r);
+        *r = NULL;
+        return ret;
+    }
+    return -1;
+}
+
 static int
 done(ota_err rc, struct ota_diag *d, struct ota_repo *r, const char *what)
 {
@@ -686,12 +702,8 @@ cmd_promote(int argc, char **argv)
         return ret;
     if (a.to == NULL || (a.from == NULL && a.version == NULL))
         return usage_error("pass --to CHANNEL and --from CHANNEL (or --version V)");
-    if ((ret = open_repo(&a, &r)) >= 0)
+    if ((ret = open_repo_app(&a, &r, &app)) >= 0)
         return ret;
-    if ((app = pick_app(r, a.app, &ret)) == NULL) {
-        ota_repo_close(r);
-        return ret;
-    }
     snprintf(msg, sizeof msg, "promoted %s %s to '%s' (%ld%%)", app,
              a.version ? a.version : a.from, a.to, a.rollout < 0 ? 100 : a.rollout);
     return done(ota_repo_promote(r, app, a.from, a.to, a.version,
@@ -713,12 +725,8 @@ cmd_rollout(int argc, char **argv)
         return ret;
     if (a.channel == NULL || a.rollout < 0)
         return usage_error("pass --channel C and --percent P");
-    if ((ret = open_repo(&a, &r)) >= 0)
+    if ((ret = open_repo_app(&a, &r, &app)) >= 0)
         return ret;
-    if ((app = pick_app(r, a.app, &ret)) == NULL) {
-        ota_repo_close(r);
-        return ret;
-    }
     snprintf(msg, sizeof msg, "rollout of %s on '%s' is now %ld%%", app, a.channel, a.rollout);
     return done(ota_repo_rollout(r, app, a.channel, a.version, (int)a.rollout, &d), &d, r, msg);
 }
@@ -737,12 +745,8 @@ cmd_yank(int argc, char **argv)
         return ret;
     if (a.version == NULL)
         return usage_error("pass --version V");
-    if ((ret = open_repo(&a, &r)) >= 0)
+    if ((ret = open_repo_app(&a, &r, &app)) >= 0)
         return ret;
-    if ((app = pick_app(r, a.app, &ret)) == NULL) {
-        ota_repo_close(r);
-        return ret;
-    }
     snprintf(msg, sizeof msg, "yanked %s %s: devices will not install it", app, a.version);
     return done(ota_repo_yank(r, app, a.version, &d), &d, r, msg);
 }
@@ -761,12 +765,8 @@ cmd_republish(int argc, char **argv)
         return ret;
     if (a.version == NULL || a.as == NULL)
         return usage_error("pass --version OLD --as NEW");
-    if ((ret = open_repo(&a, &r)) >= 0)
+    if ((ret = open_repo_app(&a, &r, &app)) >= 0)
         return ret;
-    if ((app = pick_app(r, a.app, &ret)) == NULL) {
-        ota_repo_close(r);
-        return ret;
-    }
     snprintf(msg, sizeof msg, "republished %s %s as %s on '%s'", app, a.version, a.as,
              a.channel ? a.channel : "stable");
     return done(ota_repo_republish(r, app, a.version, a.as, a.channel ? a.channel : "stable",

@@ -65,6 +65,10 @@ ota_err ota_hex_decode(const char *hex, unsigned char *out, size_t outlen) OTA_M
 ota_err ota_path_fmt(char *buf, size_t cap, struct ota_diag *d, const char *fmt, ...)
     OTA_PRINTF(4, 5) OTA_MUST_CHECK;
 
+/** 1 if buf[0..len) is strict UTF-8 (no overlongs, surrogates or code points above U+10FFFF;
+ * NUL is a valid code point here: callers that forbid it check it), else 0. */
+int ota_utf8_valid(const void *buf, size_t len);
+
 /** Wall-clock now in seconds (time(3), so faketime works). */
 int64_t ota_now(void);
 

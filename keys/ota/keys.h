@@ -92,4 +92,7 @@ ota_err ota_threshold_verify(const struct ota_role_keys *role, const json_t *sig
                              const void *msg, size_t len, unsigned *valid,
                              struct ota_diag *d) OTA_MUST_CHECK;
 
+/** Initialise libsodium once; 1 when it is usable. */
+int ota_sodium_ready(void);
+
 #endif
