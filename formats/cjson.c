@@ -203,6 +203,23 @@ ota_cjson_parse(const void *buf, size_t len, size_t max, json_t **out, struct ot
 }
 
 ota_err
+ota_json_parse_data(const void *buf, size_t len, size_t max, json_t **out, struct ota_diag *d)
+{
+    json_error_t err;
+    json_t      *v;
+
+    if (len > max)
+        return ota_diag_set(d, OTA_E_TOO_BIG, "JSON document of %zu bytes is over the %zu-byte cap",
+                            len, max);
+    v = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
+    if (v == NULL)
+        return ota_diag_set(d, OTA_E_FORMAT, "bad JSON at line %d column %d: %s", err.line,
+                            err.column, err.text);
+    *out = v;
+    return OTA_OK;
+}
+
+ota_err
 ota_json_get_str(const json_t *obj, const char *key, size_t maxlen, int nonempty,
                  const char **out, struct ota_diag *d)
 {

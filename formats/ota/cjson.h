@@ -29,6 +29,14 @@ ota_err ota_cjson_encode(const json_t *v, size_t max, char **out, size_t *len,
 ota_err ota_cjson_parse(const void *buf, size_t len, size_t max, json_t **out,
                         struct ota_diag *d) OTA_MUST_CHECK;
 
+/** Parse application data (not signed, so not canonical) as strictly as ota_cjson_parse but
+ * allowing real numbers: at most max bytes, duplicate object keys rejected, no NUL in strings,
+ * invalid UTF-8 rejected, integers beyond 64 bits rejected, one value with nothing after it.
+ * Used for offline changes, whose payloads carry coordinates and measurements. *out is a new
+ * reference owned by the caller. OTA_E_TOO_BIG over max, else OTA_E_FORMAT. */
+ota_err ota_json_parse_data(const void *buf, size_t len, size_t max, json_t **out,
+                            struct ota_diag *d) OTA_MUST_CHECK;
+
 /* Typed accessors for parsed documents. Each names the missing or mistyped key in diag and
  * returns OTA_E_FORMAT; on success the out-parameter borrows from obj. */
 

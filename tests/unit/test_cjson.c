@@ -117,6 +117,31 @@ test_accessors(void **state)
     json_decref(v);
 }
 
+static void
+test_parse_data(void **state)
+{
+    static const char *const bad[] = {
+        "{\"a\":1,\"a\":2}", "{\"a\":\"\\u0000\"}", "{\"a\":\"\xff\"}", "{\"a\":1} x",
+        "{\"a\":1", "99999999999999999999999", NULL,
+    };
+    static const char good[] = "{\"lat\":52.37,\"n\":-3,\"e\":1e3,\"s\":\"x\"}";
+    json_t         *v = NULL;
+    struct ota_diag d;
+    size_t          i;
+
+    (void)state;
+    assert_int_equal(ota_json_parse_data(good, strlen(good), 100, &v, &d), OTA_OK);
+    assert_true(json_is_real(json_object_get(v, "lat")));
+    json_decref(v);
+    v = NULL;
+    assert_int_equal(ota_json_parse_data(good, strlen(good), 8, &v, &d), OTA_E_TOO_BIG);
+    assert_null(v);
+    for (i = 0; bad[i] != NULL; i++) {
+        assert_int_equal(ota_json_parse_data(bad[i], strlen(bad[i]), 100, &v, &d), OTA_E_FORMAT);
+        assert_null(v);
+    }
+}
+
 int
 main(void)
 {
@@ -125,6 +150,7 @@ main(void)
         cmocka_unit_test(test_rejects),
         cmocka_unit_test(test_encode_rejects_real_and_cap),
         cmocka_unit_test(test_accessors),
+        cmocka_unit_test(test_parse_data),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
