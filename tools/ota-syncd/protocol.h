@@ -1,4 +1,4 @@
-/* The reference sync server's request checks (formats/outbox.md, "sync protocol"), apart from
+/* The reference sync server's request checks (formats/sync-protocol.md), apart from
  * its HTTP and storage code so that they can be tested and fuzzed on their own. */
 #ifndef OTA_SYNCD_PROTOCOL_H
 #define OTA_SYNCD_PROTOCOL_H
