@@ -49,6 +49,9 @@ KEYS_SRC      := $(wildcard keys/*.c)
 PUBLISHER_SRC := $(filter-out publisher/main.c,$(wildcard publisher/*.c))
 AGENT_SRC     := $(filter-out agent/main.c,$(wildcard agent/*.c))
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+# formats/tuf.c verifies signatures with keys/ while keys/ uses formats/ for JSON and hashing:
+# the archives refer to each other, so the linker scans them as a group.
+libgroup = -Wl,--start-group $(1) -Wl,--end-group
 
 LIB_FORMATS   := $(BUILD)/lib/libota_formats.a
 LIB_KEYS      := $(BUILD)/lib/libota_keys.a
@@ -83,20 +86,20 @@ $(BUILD)/lib/%.a:
 
 $(BUILD)/bin/ota-publish: $(call obj,publisher/main.c) $(LIB_PUBLISHER) $(LIB_KEYS) $(LIB_FORMATS)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) -lpthread
+	$(CC) $(LDFLAGS_ALL) -o $@ $< $(call libgroup,$(filter %.a,$^)) $(PKG_LIBS) -lpthread
 
 $(BUILD)/bin/ota-agent: $(call obj,agent/main.c) $(LIB_AGENT) $(LIB_KEYS) $(LIB_FORMATS)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) -lpthread
+	$(CC) $(LDFLAGS_ALL) -o $@ $< $(call libgroup,$(filter %.a,$^)) $(PKG_LIBS) -lpthread
 
 .SECONDEXPANSION:
 $(TOOLS): $(BUILD)/bin/%: $$(call obj,$$(wildcard tools/%/*.c)) $(ALL_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $(filter %.o,$^) $(ALL_LIBS) $(PKG_LIBS) $(SRV_LIBS) -lpthread
+	$(CC) $(LDFLAGS_ALL) -o $@ $(filter %.o,$^) $(call libgroup,$(ALL_LIBS)) $(PKG_LIBS) $(SRV_LIBS) -lpthread
 
 $(BUILD)/tests/test_%: $(BUILD)/obj/tests/unit/test_%.o $(ALL_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $< $(ALL_LIBS) $(PKG_LIBS) $(TEST_LIBS) $(SRV_LIBS) \
+	$(CC) $(LDFLAGS_ALL) -o $@ $< $(call libgroup,$(ALL_LIBS)) $(PKG_LIBS) $(TEST_LIBS) $(SRV_LIBS) \
 	    $(shell sed -n 's,^/\* *LDWRAP: *\(.*\) \*/$$,\1,p' tests/unit/test_$*.c) -lpthread
 
 # Tests: unit binaries, then integration scripts, with a summary. Any failure fails the target.
