@@ -112,6 +112,7 @@ struct run {
     long                          timeout_s;
     unsigned                      attempts;
     struct buf                    reply;
+    char                          errbuf[CURL_ERROR_SIZE]; /* libcurl's detail of a failure */
 };
 
 static struct ota_sync_model_report *
@@ -314,6 +315,7 @@ http_init(struct run *x, struct ota_diag *d)
     SETOPT(x->h, CURLOPT_USERAGENT, "ota-agent");
     SETOPT(x->h, CURLOPT_WRITEFUNCTION, on_reply);
     SETOPT(x->h, CURLOPT_WRITEDATA, &x->reply);
+    SETOPT(x->h, CURLOPT_ERRORBUFFER, x->errbuf);
     SETOPT(x->h, CURLOPT_SSL_VERIFYPEER, 1L);
     SETOPT(x->h, CURLOPT_SSL_VERIFYHOST, 2L);
     if (x->c->ca_file != NULL)
@@ -357,13 +359,13 @@ post(struct run *x, const char *url, const char *model, const struct buf *body,
     SETOPT(x->h, CURLOPT_POSTFIELDS, body->p);
     SETOPT(x->h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body->len);
     for (att = 1;; att++) {
-        char     errbuf[CURL_ERROR_SIZE] = "";
+        char    *errbuf = x->errbuf;
         CURLcode cc;
         int      retry = 0;
 
         x->reply.len = 0;
         x->reply.over = 0;
-        SETOPT(x->h, CURLOPT_ERRORBUFFER, errbuf);
+        errbuf[0] = '\0';
         x->r->requests++;
         cc = curl_easy_perform(x->h);
         status = 0;
