@@ -27,6 +27,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static inline void
 fuzz_check_diag(ota_err rc, const struct ota_diag *d)
 {
+    /* OTA_FUZZ_DEBUG=1 prints every refusal: to see why a seed stops early. */
+    static int debug = -1;
+
+    if (debug < 0)
+        debug = getenv("OTA_FUZZ_DEBUG") != NULL;
+    if (debug && rc != OTA_OK)
+        fprintf(stderr, "%s: %.*s\n", ota_err_name(rc), (int)sizeof(d->msg), d->msg);
     FUZZ_CHECK(rc >= 0 && rc <= OTA_ERR_MAX);
     if (rc == OTA_OK)
         return;

@@ -33,8 +33,8 @@ fuzz-short: fuzz-build
 
 fuzz-build: $(FUZZ_BINS)
 
-fuzz-seeds: $(FUZZ_BUILD)/mkseeds
-	$(FUZZ_BUILD)/mkseeds tests/fuzz
+fuzz-seeds: all
+	tools/fuzz/mkseeds.sh $(BUILD)
 
 fuzz-clean:
 	rm -rf $(FUZZ_BUILD)
@@ -62,9 +62,5 @@ $(FUZZ_BINS): $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/tools/fuzz/fuzz_%.o \
               $$(FUZZ_EXTRA_$$*) $(FUZZ_LIBS)
 	@echo '  FUZZLD $@'
 	@$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $(filter %.o,$^) $(FUZZ_LINK)
-
-$(FUZZ_BUILD)/mkseeds: $(FUZZ_BUILD)/obj/tools/fuzz/mkseeds.o $(FUZZ_LIBS)
-	@echo '  FUZZLD $@'
-	@$(FUZZ_CC) $(FUZZ_SAN) -o $@ $(filter %.o,$^) $(FUZZ_LINK)
 
 -include $(shell find $(FUZZ_BUILD)/obj -name '*.d' 2>/dev/null)
