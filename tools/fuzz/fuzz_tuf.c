@@ -15,7 +15,8 @@
 
 #define MAX_LEN (1u << 20)
 
-static const char quote_keep[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~";
+static const char quote_keep[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~";
 
 static int
 hexval(char c)
