@@ -1,12 +1,13 @@
 /* Bundle writer: walk, hash, sign, then stream a pax tar through zstd into a temp file.
  * See ota/bundle.h and formats/bundle.md.
  *
- * Two passes over the tree. The first walks it in a fixed order, hashes every file and builds
- * the manifest (the only thing whose size grows with the tree), because the signed manifest
- * must be the first tar member. The second writes the tar: each file is opened again and must
- * be the same inode with the same size and mtime as in the first pass, so what is written is
- * what was hashed. Tar bytes go straight from libarchive into zstd's streaming compressor and
- * from there to the temp file, hashed as they are written. */
+ * Two passes over the tree. The first walks it in a fixed order, hashes every file (on as many
+ * threads as zstd will use) and builds the manifest (the only thing whose size grows with the
+ * tree), because the signed manifest must be the first tar member. The second writes the tar:
+ * each file is opened again and must be the same inode with the same size and mtime as in the
+ * first pass, so what is written is what was hashed. Tar bytes go straight from libarchive
+ * into zstd's streaming compressor and from there to the temp file, hashed as they are
+ * written. */
 #include "bundle_int.h"
 
 #include <archive.h>
@@ -28,6 +29,7 @@
 
 #define IO_BUF (1u << 20)          /* file reads, both passes */
 #define ZOUT_BUF (1u << 20)        /* compressed bytes gathered before a write(2) */
+#define WRITEBACK_STEP (8u << 20) /* start writing the output to disk every 8 MiB */
 #define ZSTD_JOB_SIZE (4u << 20)   /* per-worker job: smaller than zstd's 8 MiB default at
                                     * level 3, to keep peak memory low at no cost in speed */
 #define WALK_DEPTH_MAX 256
@@ -62,6 +64,7 @@ struct writer {
     size_t            zout_pos;
     struct ota_sha256 h;
     uint64_t          length;
+    uint64_t          queued;  /* bytes handed to the disk early (sync_file_range) */
     ota_err           rc;      /* first failure inside a libarchive callback */
     struct ota_diag  *d;
 };
@@ -429,7 +432,7 @@ walk_dir(struct walk *w, int pfd, const char *rel, int depth, struct ota_diag *d
             break;
         }
     }
-    if (rc == OTA_OK) {
+    if (rc == OTA_OK && n > 0) {
         qsort(names, n, sizeof *names, name_cmp);
         for (i = 0; i < n && rc == OTA_OK; i++)
             rc = walk_entry(w, dirfd(dir), rel, names[i], depth, d);
@@ -462,6 +465,13 @@ flush_out(struct writer *wr)
     ota_sha256_update(&wr->h, wr->zout, wr->zout_pos);
     wr->length += wr->zout_pos;
     wr->zout_pos = 0;
+    /* Start writeback while compression goes on, so the final fsync waits for the tail only.
+     * A hint: failures surface at that fsync. */
+    if (wr->length - wr->queued >= WRITEBACK_STEP) {
+        (void)sync_file_range(wr->fd, (off_t)wr->queued, (off_t)(wr->length - wr->queued),
+                              SYNC_FILE_RANGE_WRITE);
+        wr->queued = wr->length;
+    }
     return OTA_OK;
 }
 
@@ -666,7 +676,8 @@ build_manifest(const struct ota_pack_opts *o, struct walk *w, struct ota_manifes
     size_t               i;
     ota_err              rc;
 
-    qsort(w->items, w->n, sizeof *w->items, item_cmp);
+    if (w->n > 0)
+        qsort(w->items, w->n, sizeof *w->items, item_cmp);
     m = calloc(1, sizeof *m);
     if (m == NULL)
         return ota_diag_set(d, OTA_E_NOMEM, "out of memory");
@@ -853,8 +864,10 @@ ota_bundle_pack(const struct ota_pack_opts *o, struct ota_pack_result *res, stru
     }
 out:
     if (a != NULL) {
-        if (rc != OTA_OK)
-            archive_write_fail(a); /* free must not try to finish the stream */
+        /* After a failure, free still finishes the tar; the callback then refuses the bytes.
+         * (archive_write_fail would skip that, but also leak libarchive's output state.) */
+        if (rc != OTA_OK && wr.rc == OTA_OK)
+            wr.rc = rc;
         archive_write_free(a);
     }
     archive_entry_free(e);

@@ -1,7 +1,7 @@
-/* Bundle reader: one pass over the compressed stream, which is hashed and counted as it is
- * read, decompressed with a capped window, and handed to libarchive's tar reader. The
- * manifest (first member) is authenticated before it is parsed; every later entry must be
- * the next one the manifest lists and is checked against it while it streams.
+/* Bundle reader: one pass over the compressed stream, which is counted as it is read, hashed
+ * and decompressed with a capped window (in a worker thread), and handed to libarchive's tar
+ * reader. The manifest (first member) is authenticated before it is parsed; every later entry
+ * must be the next one the manifest lists and is checked against it while it streams.
  * See ota/bundle.h and formats/bundle.md. */
 #include "bundle_int.h"
 
@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -30,16 +31,51 @@
 #define END_ALLOW (10240u + 1024u)
 #define UNPACKED_DEFAULT (16ull << 30)
 
+static uint64_t
+sat_add(uint64_t a, uint64_t b)
+{
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+/* The compressed side runs in a worker thread: it hashes each chunk of compressed bytes and
+ * decompresses it into a small ring of blocks, while the calling thread parses the tar,
+ * hashes and writes files. Every callback of the caller (read, progress, verify, check) still
+ * runs on the calling thread: it reads the chunks and hands them over. Both rings are small,
+ * so the worker runs at most NOUT blocks ahead of what the reader has accepted, and the
+ * unpacked-bytes budget is enforced where blocks are handed to libarchive. */
+#define NIN 4
+#define NOUT 4
+#define TRUNCATED_RC (-1) /* worker's private code: the stream ended inside a frame */
+
+struct pipe {
+    pthread_mutex_t    mu;
+    pthread_cond_t     wake_worker, wake_main;
+    pthread_t          thread;
+    int                started;
+    int                stop;       /* main -> worker: give up now */
+    unsigned char     *in[NIN];    /* compressed chunks: main fills, worker drains, in order */
+    size_t             inlen[NIN];
+    unsigned           in_head, in_count;
+    int                in_eof;     /* the source has ended */
+    unsigned char     *out[NOUT];  /* decompressed blocks: worker fills, main drains */
+    size_t             outlen[NOUT];
+    unsigned           out_head, out_count; /* ready blocks */
+    unsigned           free_slots; /* blocks neither ready, nor filled, nor lent */
+    int                held;       /* block lent to libarchive until the next call, or -1 */
+    int                done;       /* worker finished; rc and diag are final */
+    int                rc;         /* OTA_OK, an ota_err, or TRUNCATED_RC */
+    struct ota_diag    diag;
+    ZSTD_DCtx         *z;          /* worker only */
+    struct ota_sha256 *h;          /* worker only while it runs */
+};
+
 struct reader {
     const struct ota_bundle_read_opts *o;
     struct ota_diag                   *d;
     ota_err                            rc;       /* failure inside the libarchive callback */
-    ZSTD_DCtx                         *z;
-    unsigned char                     *in, *out;
-    ZSTD_inBuffer                      zin;
-    size_t                             zlast;    /* last zstd result: 0 at a frame end */
-    int                                src_eof;
-    struct ota_sha256                  h;
+    struct pipe                        p;
+    const unsigned char               *block;    /* decompressed block lent to libarchive */
+    struct ota_sha256                  h;        /* of the compressed bytes */
     uint64_t                           nread;    /* compressed bytes */
     uint64_t                           produced; /* decompressed bytes given to libarchive */
     uint64_t                           budget;   /* cap on produced, raised entry by entry */
@@ -50,39 +86,221 @@ struct reader {
     size_t                             curlen;
 };
 
-static uint64_t
-sat_add(uint64_t a, uint64_t b)
+static ota_err
+zstd_error(size_t ret, struct ota_diag *d)
 {
-    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+    ZSTD_ErrorCode c = ZSTD_getErrorCode(ret);
+
+    if (c == ZSTD_error_frameParameter_windowTooLarge)
+        return ota_diag_set(d, OTA_E_TOO_BIG, "zstd frame needs a window over %u bytes",
+                            1u << OTA_BUNDLE_WINDOW_LOG_MAX);
+    if (c == ZSTD_error_checksum_wrong)
+        return ota_diag_set(d, OTA_E_DIGEST, "zstd content checksum does not match");
+    return ota_diag_set(d, OTA_E_FORMAT, "bad zstd stream: %s", ZSTD_getErrorName(ret));
+}
+
+/* Worker: wait for a free output block (in ring order); -1 if told to stop. */
+static int
+take_slot(struct pipe *p, unsigned *wslot)
+{
+    int s;
+
+    pthread_mutex_lock(&p->mu);
+    while (p->free_slots == 0 && !p->stop)
+        pthread_cond_wait(&p->wake_worker, &p->mu);
+    if (p->stop) {
+        pthread_mutex_unlock(&p->mu);
+        return -1;
+    }
+    p->free_slots--;
+    s = (int)*wslot;
+    *wslot = (*wslot + 1) % NOUT;
+    pthread_mutex_unlock(&p->mu);
+    return s;
+}
+
+static void
+publish(struct pipe *p, int slot, size_t len)
+{
+    pthread_mutex_lock(&p->mu);
+    p->outlen[slot] = len;
+    p->out_count++;
+    pthread_cond_signal(&p->wake_main);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void *
+inflate_worker(void *arg)
+{
+    struct pipe    *p = arg;
+    struct ota_diag d;
+    unsigned        wslot = 0;
+    size_t          zlast = 1, pos = 0; /* zlast 0: at a frame boundary; none seen yet */
+    int             slot = -1, rc = OTA_OK;
+
+    d.sys_errno = 0;
+    d.msg[0] = '\0';
+    for (;;) {
+        ZSTD_inBuffer in;
+
+        pthread_mutex_lock(&p->mu);
+        while (p->in_count == 0 && !p->in_eof && !p->stop)
+            pthread_cond_wait(&p->wake_worker, &p->mu);
+        if (p->stop) {
+            pthread_mutex_unlock(&p->mu);
+            return NULL;
+        }
+        if (p->in_count == 0) { /* end of the source */
+            pthread_mutex_unlock(&p->mu);
+            break;
+        }
+        in.src = p->in[p->in_head];
+        in.size = p->inlen[p->in_head];
+        in.pos = 0;
+        pthread_mutex_unlock(&p->mu);
+
+        ota_sha256_update(p->h, in.src, in.size);
+        for (;;) {
+            ZSTD_outBuffer out;
+            size_t         ret;
+
+            if (slot < 0 && (slot = take_slot(p, &wslot)) < 0)
+                return NULL;
+            out.dst = p->out[slot];
+            out.size = OUT_BUF;
+            out.pos = pos;
+            ret = ZSTD_decompressStream(p->z, &out, &in);
+            pos = out.pos;
+            if (ZSTD_isError(ret)) {
+                rc = zstd_error(ret, &d);
+                goto finish;
+            }
+            zlast = ret;
+            if (pos == OUT_BUF) {
+                publish(p, slot, pos);
+                slot = -1;
+                pos = 0;
+                continue;
+            }
+            /* Room left in the block and the chunk consumed: zstd has given all it can. */
+            if (in.pos == in.size)
+                break;
+        }
+        pthread_mutex_lock(&p->mu);
+        p->in_head = (p->in_head + 1) % NIN;
+        p->in_count--;
+        pthread_cond_signal(&p->wake_main);
+        pthread_mutex_unlock(&p->mu);
+    }
+    if (zlast != 0)
+        rc = TRUNCATED_RC;
+finish:
+    /* What decoded before an error is handed over first, so errors keep their place. */
+    if (slot >= 0 && pos > 0)
+        publish(p, slot, pos);
+    pthread_mutex_lock(&p->mu);
+    if (slot >= 0 && pos == 0)
+        p->free_slots++;
+    p->rc = rc;
+    p->diag = d;
+    p->done = 1;
+    pthread_cond_signal(&p->wake_main);
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
 }
 
 static ota_err
-pull(struct reader *r)
+pipe_start(struct reader *r)
+{
+    struct pipe *p = &r->p;
+    size_t       zr;
+    int          i;
+
+    p->held = -1;
+    p->free_slots = NOUT;
+    for (i = 0; i < NIN; i++)
+        if ((p->in[i] = malloc(IN_BUF)) == NULL)
+            return ota_diag_set(r->d, OTA_E_NOMEM, "out of memory");
+    for (i = 0; i < NOUT; i++)
+        if ((p->out[i] = malloc(OUT_BUF)) == NULL)
+            return ota_diag_set(r->d, OTA_E_NOMEM, "out of memory");
+    p->z = ZSTD_createDCtx();
+    if (p->z == NULL)
+        return ota_diag_set(r->d, OTA_E_NOMEM, "out of memory");
+    zr = ZSTD_DCtx_setParameter(p->z, ZSTD_d_windowLogMax, OTA_BUNDLE_WINDOW_LOG_MAX);
+    if (ZSTD_isError(zr))
+        return ota_diag_set(r->d, OTA_E_IO, "cannot configure zstd: %s", ZSTD_getErrorName(zr));
+    p->h = &r->h;
+    if (pthread_mutex_init(&p->mu, NULL) != 0)
+        return ota_diag_set(r->d, OTA_E_NOMEM, "cannot create a mutex");
+    if (pthread_cond_init(&p->wake_worker, NULL) != 0) {
+        pthread_mutex_destroy(&p->mu);
+        return ota_diag_set(r->d, OTA_E_NOMEM, "cannot create a condition variable");
+    }
+    if (pthread_cond_init(&p->wake_main, NULL) != 0) {
+        pthread_cond_destroy(&p->wake_worker);
+        pthread_mutex_destroy(&p->mu);
+        return ota_diag_set(r->d, OTA_E_NOMEM, "cannot create a condition variable");
+    }
+    p->started = 1; /* synchronisation objects exist */
+    if (pthread_create(&p->thread, NULL, inflate_worker, p) != 0) {
+        p->started = 2; /* ... but no thread */
+        return ota_diag_set(r->d, OTA_E_NOMEM, "cannot start the decompression thread");
+    }
+    return OTA_OK;
+}
+
+/* Stop (if still running) and join the worker, then free the pipe. */
+static void
+pipe_end(struct pipe *p)
+{
+    int i;
+
+    if (p->started) {
+        if (p->started == 1) {
+            pthread_mutex_lock(&p->mu);
+            p->stop = 1;
+            pthread_cond_signal(&p->wake_worker);
+            pthread_mutex_unlock(&p->mu);
+            pthread_join(p->thread, NULL);
+        }
+        pthread_cond_destroy(&p->wake_main);
+        pthread_cond_destroy(&p->wake_worker);
+        pthread_mutex_destroy(&p->mu);
+        p->started = 0;
+    }
+    ZSTD_freeDCtx(p->z);
+    p->z = NULL;
+    for (i = 0; i < NIN; i++)
+        free(p->in[i]);
+    for (i = 0; i < NOUT; i++)
+        free(p->out[i]);
+    memset(p->in, 0, sizeof p->in);
+    memset(p->out, 0, sizeof p->out);
+}
+
+/* Read one chunk from the caller's source into buf (calling thread). */
+static ota_err
+pull(struct reader *r, unsigned char *buf, size_t *got)
 {
     const struct ota_bundle_read_opts *o = r->o;
-    size_t                             got = 0;
     ota_err                            rc;
 
-    rc = o->read(o->read_ctx, r->in, IN_BUF, &got, r->d);
+    *got = 0;
+    rc = o->read(o->read_ctx, buf, IN_BUF, got, r->d);
     if (rc != OTA_OK)
         return rc;
-    if (got > IN_BUF)
+    if (*got > IN_BUF)
         return ota_diag_set(r->d, OTA_E_INVALID, "read callback returned more than asked");
-    if (got == 0) {
-        r->src_eof = 1;
+    if (*got == 0)
         return OTA_OK;
-    }
-    r->nread += got;
+    r->nread += *got;
     if (o->max_length != 0 && r->nread > o->max_length)
         return ota_diag_set(r->d, OTA_E_LENGTH, "bundle is longer than %llu bytes",
                             (unsigned long long)o->max_length);
     if (o->expect_length != 0 && r->nread > o->expect_length)
         return ota_diag_set(r->d, OTA_E_LENGTH, "bundle is longer than the expected %llu bytes",
                             (unsigned long long)o->expect_length);
-    ota_sha256_update(&r->h, r->in, got);
-    r->zin.src = r->in;
-    r->zin.size = got;
-    r->zin.pos = 0;
     if (o->progress != NULL)
         o->progress(o->progress_ctx, r->nread, o->expect_length);
     return OTA_OK;
@@ -98,49 +316,69 @@ truncated(struct reader *r)
     return ota_diag_set(r->d, OTA_E_FORMAT, "bundle is truncated (zstd frame incomplete)");
 }
 
-/* Decompress up to OUT_BUF bytes into r->out; *n = 0 only at the clean end of the stream
- * (source exhausted exactly at the end of a zstd frame). */
+/* Next decompressed block into r->block (up to OUT_BUF bytes); *n = 0 only at the clean end
+ * of the stream (source exhausted exactly at the end of a zstd frame). The previous block is
+ * given back to the worker. */
 static ota_err
 produce(struct reader *r, size_t *n)
 {
-    ZSTD_outBuffer out = { r->out, OUT_BUF, 0 };
-    ota_err        rc;
+    struct pipe *p = &r->p;
+    ota_err      rc;
 
-    while (out.pos == 0) {
-        size_t ret;
-
-        if (r->zin.pos == r->zin.size && !r->src_eof) {
-            if ((rc = pull(r)) != OTA_OK)
+    pthread_mutex_lock(&p->mu);
+    if (p->held >= 0) {
+        p->held = -1;
+        p->free_slots++;
+        pthread_cond_signal(&p->wake_worker);
+    }
+    for (;;) {
+        /* Keep the worker fed first, so it decompresses while we parse and write. */
+        if (!p->in_eof && p->in_count < NIN) {
+            unsigned s = (p->in_head + p->in_count) % NIN;
+            size_t   got = 0;
+            pthread_mutex_unlock(&p->mu);
+            rc = pull(r, p->in[s], &got);
+            if (rc != OTA_OK)
                 return rc;
+            pthread_mutex_lock(&p->mu);
+            if (got == 0)
+                p->in_eof = 1;
+            else {
+                p->inlen[s] = got;
+                p->in_count++;
+            }
+            pthread_cond_signal(&p->wake_worker);
             continue;
         }
-        if (r->zin.pos == r->zin.size && r->zlast == 0)
-            break;
-        ret = ZSTD_decompressStream(r->z, &out, &r->zin);
-        if (ZSTD_isError(ret)) {
-            ZSTD_ErrorCode c = ZSTD_getErrorCode(ret);
-            if (c == ZSTD_error_frameParameter_windowTooLarge)
+        if (p->out_count > 0) {
+            unsigned s = p->out_head;
+            p->out_head = (s + 1) % NOUT;
+            p->out_count--;
+            p->held = (int)s;
+            *n = p->outlen[s];
+            r->block = p->out[s];
+            pthread_mutex_unlock(&p->mu);
+            r->produced += *n;
+            if (r->produced > r->budget)
                 return ota_diag_set(r->d, OTA_E_TOO_BIG,
-                                    "zstd frame needs a window over %u bytes",
-                                    1u << OTA_BUNDLE_WINDOW_LOG_MAX);
-            if (c == ZSTD_error_checksum_wrong)
-                return ota_diag_set(r->d, OTA_E_DIGEST, "zstd content checksum does not match");
-            return ota_diag_set(r->d, OTA_E_FORMAT, "bad zstd stream: %s",
-                                ZSTD_getErrorName(ret));
+                                    "tar stream is larger than the manifest's entries allow");
+            return OTA_OK;
         }
-        r->zlast = ret;
-        if (out.pos == 0 && r->zin.pos == r->zin.size && r->src_eof) {
-            if (ret != 0)
+        if (p->done) {
+            int wrc = p->rc;
+            pthread_mutex_unlock(&p->mu);
+            if (wrc == TRUNCATED_RC)
                 return truncated(r);
-            break;
+            if (wrc != OTA_OK) {
+                if (r->d != NULL)
+                    *r->d = p->diag;
+                return (ota_err)wrc;
+            }
+            *n = 0;
+            return OTA_OK;
         }
+        pthread_cond_wait(&p->wake_main, &p->mu);
     }
-    r->produced += out.pos;
-    if (r->produced > r->budget)
-        return ota_diag_set(r->d, OTA_E_TOO_BIG,
-                            "tar stream is larger than the manifest's entries allow");
-    *n = out.pos;
-    return OTA_OK;
 }
 
 static la_ssize_t
@@ -155,7 +393,7 @@ tar_read_cb(struct archive *a, void *ctx, const void **buf)
         archive_set_error(a, EINVAL, "%s", r->d->msg);
         return ARCHIVE_FATAL;
     }
-    *buf = r->out;
+    *buf = r->block;
     return (la_ssize_t)n;
 }
 
@@ -482,7 +720,7 @@ drain(struct reader *r)
         if (n == 0)
             return OTA_OK;
         for (i = 0; i < n; i++)
-            if (r->out[i] != 0)
+            if (r->block[i] != 0)
                 return ota_diag_set(r->d, OTA_E_FORMAT, "data after the end of the tar stream");
     }
 }
@@ -566,7 +804,6 @@ ota_bundle_read(const struct ota_bundle_read_opts *o, struct ota_manifest **out,
     unsigned char        md[OTA_SHA256_LEN];
     uint64_t             max_unpacked;
     locale_t             loc, oldloc;
-    size_t               zr;
     ota_err              rc;
 
     if (d == NULL)
@@ -575,7 +812,6 @@ ota_bundle_read(const struct ota_bundle_read_opts *o, struct ota_manifest **out,
     r.o = o;
     r.d = d;
     r.rootfd = r.curfd = -1;
-    r.zlast = 1; /* no frame seen yet: an empty source is truncated */
     loc = ota_bundle_locale_enter(&oldloc);
     if (o == NULL || o->read == NULL || o->verify == NULL) {
         rc = ota_diag_set(d, OTA_E_INVALID, "bundle read needs a reader and a verifier");
@@ -584,22 +820,12 @@ ota_bundle_read(const struct ota_bundle_read_opts *o, struct ota_manifest **out,
     max_unpacked = o->max_unpacked ? o->max_unpacked : UNPACKED_DEFAULT;
     if (o->dest_dir != NULL && (rc = open_dest(&r, o->dest_dir)) != OTA_OK)
         goto out;
-    r.in = malloc(IN_BUF);
-    r.out = malloc(OUT_BUF);
-    r.z = ZSTD_createDCtx();
-    if (r.in == NULL || r.out == NULL || r.z == NULL) {
-        rc = ota_diag_set(d, OTA_E_NOMEM, "out of memory");
-        goto out;
-    }
-    zr = ZSTD_DCtx_setParameter(r.z, ZSTD_d_windowLogMax, OTA_BUNDLE_WINDOW_LOG_MAX);
-    if (ZSTD_isError(zr)) {
-        rc = ota_diag_set(d, OTA_E_IO, "cannot configure zstd: %s", ZSTD_getErrorName(zr));
-        goto out;
-    }
     if ((rc = ota_sha256_init(&r.h)) != OTA_OK) {
         ota_diag_set(d, rc, "cannot start sha256");
         goto out;
     }
+    if ((rc = pipe_start(&r)) != OTA_OK)
+        goto out;
     r.budget = (uint64_t)OTA_BUNDLE_MANIFEST_MAX + HDR_ALLOW + OUT_BUF;
     a = archive_read_new();
     if (a == NULL) {
@@ -623,6 +849,7 @@ ota_bundle_read(const struct ota_bundle_read_opts *o, struct ota_manifest **out,
         goto out;
     if ((rc = read_entries(&r, a, m)) != OTA_OK)
         goto out;
+    pipe_end(&r.p); /* the worker is done with the stream's hash */
     if (o->expect_length != 0 && r.nread != o->expect_length) {
         rc = ota_diag_set(d, OTA_E_LENGTH, "bundle is %llu bytes, expected %llu",
                           (unsigned long long)r.nread, (unsigned long long)o->expect_length);
@@ -644,10 +871,8 @@ ota_bundle_read(const struct ota_bundle_read_opts *o, struct ota_manifest **out,
 out:
     if (a != NULL)
         archive_read_free(a);
-    ZSTD_freeDCtx(r.z);
+    pipe_end(&r.p);
     ota_sha256_free(&r.h);
-    free(r.in);
-    free(r.out);
     if (r.curfd >= 0)
         close(r.curfd);
     if (r.rootfd >= 0)

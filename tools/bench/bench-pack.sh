@@ -10,7 +10,8 @@
 #   bsdtar  bsdtar --zstd, level 3, 2 threads (libarchive's own pipeline)
 #
 # Peak memory is /usr/bin/time's maximum resident set size: for the tar pipe, that of its
-# largest process (zstd).
+# largest process (zstd). CPU is user + system seconds of all processes and threads: on a
+# machine shared with other work it moves less than the elapsed time does.
 #
 # Environment: BUILD (build directory, default ./build), BENCH_DIR (corpus, default
 # /var/tmp/ota-bench; generated once if absent), BENCH_ROUNDS (default 5).
@@ -41,8 +42,8 @@ work=$(mktemp -d "$BENCH_DIR/pack.XXXXXX")
 trap 'rm -rf "$work"' EXIT INT TERM
 cd "$BENCH_DIR/v1"
 
-# One run of a tool writing $work/<tool>.out; with "timed", appends "seconds kib bytes" to
-# $work/<tool>.txt.
+# One run of a tool writing $work/<tool>.out; with "timed", appends
+# "seconds kib bytes cpu-seconds" to $work/<tool>.txt.
 run() { # tool [timed]
     out=$work/$1.out
     rm -f "$out"
@@ -55,12 +56,12 @@ run() { # tool [timed]
     esac
     tool=$1 timed=$2
     shift 2
-    if ! /usr/bin/time -f '%e %M' -o "$work/time" "$@" >/dev/null; then
+    if ! /usr/bin/time -f '%e %M %U %S' -o "$work/time" "$@" >/dev/null; then
         echo "bench-pack: $tool failed" >&2
         exit 1
     fi
-    [ -z "$timed" ] || printf '%s %s\n' "$(cat "$work/time")" "$(wc -c <"$out")" \
-        >>"$work/$tool.txt"
+    [ -z "$timed" ] || awk -v b="$(wc -c <"$out")" '{ printf "%s %s %s %.2f\n", $1, $2, b, $3 + $4 }' \
+        "$work/time" >>"$work/$tool.txt"
 }
 
 median() { # file column
@@ -78,22 +79,25 @@ done
 nfiles=$(find app -type f | wc -l)
 mib=$(du -sm --apparent-size app | cut -f1)
 echo "pack v1: $nfiles files, $mib MiB; $BENCH_ROUNDS rounds alternating, medians"
-printf '%-34s %8s %10s %12s\n' tool seconds "peak MiB" "out bytes"
-best_t="" best_m=""
+printf '%-34s %8s %10s %12s %8s\n' tool seconds "peak MiB" "out bytes" "cpu s"
+best_t="" best_m="" best_c=""
 for t in $tools; do
     s=$(median "$work/$t.txt" 1)
     m=$(median "$work/$t.txt" 2 | awk '{ printf "%.1f", $1 / 1024 }')
     b=$(median "$work/$t.txt" 3)
+    c=$(median "$work/$t.txt" 4)
     case $t in
-    ota) label="ota (ota_bundle_pack, -3, 2 thr)" ots=$s otm=$m ;;
+    ota) label="ota (ota_bundle_pack, -3, 2 thr)" ots=$s otm=$m otc=$c ;;
     tar) label="tar -cf - | zstd -3 -T0" ;;
     bsdtar) label="bsdtar --zstd (level 3, 2 thr)" ;;
     esac
     if [ "$t" != ota ]; then
         best_t=$(echo "$best_t $s" | awk '{ b = $1; for (i = 2; i <= NF; i++) if ($i < b) b = $i; print b }')
         best_m=$(echo "$best_m $m" | awk '{ b = $1; for (i = 2; i <= NF; i++) if ($i < b) b = $i; print b }')
+        best_c=$(echo "$best_c $c" | awk '{ b = $1; for (i = 2; i <= NF; i++) if ($i < b) b = $i; print b }')
     fi
-    printf '%-34s %8s %10s %12s\n' "$label" "$s" "$m" "$b"
+    printf '%-34s %8s %10s %12s %8s\n' "$label" "$s" "$m" "$b" "$c"
 done
-awk -v a="$ots" -v b="$best_t" -v c="$otm" -v d="$best_m" 'BEGIN {
-    printf "ota / best peer: time %.2f, peak memory %.2f\n", (b > 0 ? a / b : 0), (d > 0 ? c / d : 0) }'
+awk -v a="$ots" -v b="$best_t" -v c="$otm" -v d="$best_m" -v e="$otc" -v f="$best_c" 'BEGIN {
+    printf "ota / best peer: time %.2f, peak memory %.2f, cpu %.2f\n", (b > 0 ? a / b : 0),
+        (d > 0 ? c / d : 0), (f > 0 ? e / f : 0) }'
