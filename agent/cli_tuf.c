@@ -171,11 +171,10 @@ sink_write(void *ctx, const void *buf, size_t len, struct ota_diag *d)
 /* Fetch into a temp file beside dest, verifying length and digest as the bytes arrive (the
  * fetch never delivers more than the signed length); rename only a verified file. */
 static ota_err
-download_one(struct ota_tuf_client *c, const struct args *a, const char *name,
-             struct ota_diag *d)
+download_one(struct ota_tuf_client *c, const struct args *a, const char *name, struct ota_diag *d)
 {
     struct ota_tuf_target t;
-    struct sink           s = { -1, { NULL } };
+    struct sink           s = {-1, {NULL}};
     char                  fname[TARGET_FILE_MAX + 1], dest[PATH_MAX], tmp[PATH_MAX];
     unsigned char         h[OTA_SHA256_LEN];
     uint64_t              got = 0;
@@ -230,7 +229,7 @@ out:
 static int
 cmd_init(const struct args *a)
 {
-    struct ota_diag d = { 0 };
+    struct ota_diag d = {0};
     ota_err         rc;
 
     if (a->trusted_root == NULL)
@@ -243,7 +242,7 @@ static int
 cmd_refresh(const struct args *a)
 {
     struct ota_tuf_client *c = NULL;
-    struct ota_diag        d = { 0 };
+    struct ota_diag        d = {0};
     ota_err                rc;
 
     if (a->metadata_url == NULL)
@@ -257,7 +256,7 @@ static int
 cmd_download(const struct args *a)
 {
     struct ota_tuf_client *c = NULL;
-    struct ota_diag        d = { 0 };
+    struct ota_diag        d = {0};
     size_t                 i;
     ota_err                rc;
 

@@ -8,6 +8,7 @@
 #include <curl/curl.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -163,14 +164,14 @@ on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, 
     return 0;
 }
 
-#define SETOPT(opt, val)                                                                       \
-    do {                                                                                       \
-        CURLcode c_ = curl_easy_setopt(x->curl, opt, val);                                     \
-        if (c_ != CURLE_OK) {                                                                  \
-            rc = ota_diag_set(x->d, c_ == CURLE_OUT_OF_MEMORY ? OTA_E_NOMEM : OTA_E_INVALID,   \
-                              "cannot set " #opt ": %s", curl_easy_strerror(c_));              \
-            goto out;                                                                          \
-        }                                                                                      \
+#define SETOPT(opt, val)                                                                           \
+    do {                                                                                           \
+        CURLcode c_ = curl_easy_setopt(x->curl, opt, val);                                         \
+        if (c_ != CURLE_OK) {                                                                      \
+            rc = ota_diag_set(x->d, c_ == CURLE_OUT_OF_MEMORY ? OTA_E_NOMEM : OTA_E_INVALID,       \
+                              "cannot set " #opt ": %s", curl_easy_strerror(c_));                  \
+            goto out;                                                                              \
+        }                                                                                          \
     } while (0)
 
 /* Run one transfer described by x; maps every outcome to an ota_err. */
@@ -292,7 +293,7 @@ ota_fetch_mem(const struct ota_fetch_opts *o, const char *url, size_t max, unsig
     memset(&x, 0, sizeof x);
     x.o = o;
     x.url = url;
-    x.limit = max;
+    x.limit = max < SIZE_MAX ? max : SIZE_MAX - 1; /* room for the NUL */
     x.limit_rc = OTA_E_TOO_BIG;
     x.d = d;
     rc = perform(&x);

@@ -209,9 +209,8 @@ local_is_current(const struct ota_tuf_client *c, const struct trusted *t,
 /* Fetch a document described by a metafile: at most its length (or max_meta_len), length and
  * hashes checked before the bytes are parsed (spec 5.5.2, 5.6.2). */
 static ota_err
-fetch_described(const struct ota_tuf_client *c, const char *url,
-                const struct ota_tuf_metafile *mf, unsigned char **buf, size_t *len,
-                size_t *cap_out, struct ota_diag *d)
+fetch_described(const struct ota_tuf_client *c, const char *url, const struct ota_tuf_metafile *mf,
+                unsigned char **buf, size_t *len, size_t *cap_out, struct ota_diag *d)
 {
     size_t  cap = c->max_meta_len;
     ota_err rc;
@@ -307,9 +306,8 @@ revalidate_locals(struct ota_tuf_client *c)
     struct {
         struct trusted   *t;
         enum ota_tuf_type type;
-    } l[] = { { &c->ts, OTA_TUF_TIMESTAMP },
-              { &c->snap, OTA_TUF_SNAPSHOT },
-              { &c->targets, OTA_TUF_TARGETS } };
+    } l[] = {
+        {&c->ts, OTA_TUF_TIMESTAMP}, {&c->snap, OTA_TUF_SNAPSHOT}, {&c->targets, OTA_TUF_TARGETS}};
     size_t i;
 
     for (i = 0; i < sizeof l / sizeof l[0]; i++)
@@ -406,7 +404,7 @@ update_root(struct ota_tuf_client *c, struct ota_diag *d)
     unsigned           i;
     ota_err            rc = OTA_OK;
 
-    for (i = 0; i < c->max_root_rotations; i++) {
+    for (i = 0; i < c->max_root_rotations && ota_tuf_md_version(c->root) < LLONG_MAX; i++) {
         long long next = ota_tuf_md_version(c->root) + 1;
         char     *url = meta_url(c, next, "root", ".json");
         if (url == NULL) {
@@ -461,7 +459,7 @@ update_root(struct ota_tuf_client *c, struct ota_diag *d)
 static ota_err
 update_timestamp(struct ota_tuf_client *c, struct ota_diag *d)
 {
-    struct trusted nt = { 0 };
+    struct trusted nt = {0};
     unsigned char *buf = NULL;
     size_t         len = 0;
     char          *url = meta_url(c, 0, "timestamp", ".json");
@@ -515,7 +513,7 @@ static ota_err
 update_snapshot(struct ota_tuf_client *c, struct ota_diag *d)
 {
     const struct ota_tuf_metafile *mf = ota_tuf_timestamp_snapshot(c->ts.md);
-    struct trusted                 nt = { 0 };
+    struct trusted                 nt = {0};
     unsigned char                 *buf = NULL;
     size_t                         len = 0, cap = 0;
     char                          *url;
@@ -561,7 +559,7 @@ load_targets_role(const struct ota_tuf_client *c, const char *role,
                   struct ota_diag *d)
 {
     const struct ota_tuf_metafile *mf;
-    struct trusted                 nt = { 0 };
+    struct trusted                 nt = {0};
     char                           fname[OTA_TUF_FILENAME_MAX], mname[OTA_TUF_FILENAME_MAX * 3];
     unsigned char                 *buf = NULL;
     size_t                         len = 0, cap = 0;
@@ -606,7 +604,7 @@ load_targets_role(const struct ota_tuf_client *c, const char *role,
 ota_err
 ota_tuf_client_refresh(struct ota_tuf_client *c, struct ota_diag *d)
 {
-    struct trusted nt = { 0 };
+    struct trusted nt = {0};
     ota_err        rc;
 
     c->refreshed = 0;
@@ -656,7 +654,7 @@ delegated_role(struct ota_tuf_client *c, const char *parent, const struct ota_tu
                const struct ota_tuf_md **out, struct ota_diag *d)
 {
     struct role_entry *e;
-    struct trusted     t = { 0 }, local = { 0 };
+    struct trusted     t = {0}, local = {0};
     char               fname[OTA_TUF_FILENAME_MAX];
     size_t             i;
     ota_err            rc;
@@ -725,7 +723,7 @@ ota_tuf_client_find_target(struct ota_tuf_client *c, const char *path, struct ot
         goto out;
     }
     /* Pre-order depth-first search from the top-level targets role (spec 5.6.7). */
-    stack[nstack++] = (struct visit){ "targets", NULL, NULL };
+    stack[nstack++] = (struct visit){"targets", NULL, NULL};
     while (nstack > 0 && nvisited < c->max_delegations) {
         struct visit                     v = stack[--nstack];
         const struct ota_tuf_md         *md = NULL;
@@ -756,7 +754,7 @@ ota_tuf_client_find_target(struct ota_tuf_client *c, const char *path, struct ot
         for (i = 0; i < n; i++) {
             if (!ota_tuf_delegation_matches(&dls[i], path))
                 continue;
-            stack[nstack++] = (struct visit){ dls[i].name, v.name, &dls[i] };
+            stack[nstack++] = (struct visit){dls[i].name, v.name, &dls[i]};
             if (dls[i].terminating) {
                 /* Nothing outside this delegation may speak for path any more. */
                 memmove(stack, stack + first, (nstack - first) * sizeof *stack);
@@ -804,7 +802,7 @@ ota_tuf_client_foreach_target(struct ota_tuf_client *c,
                               int (*cb)(void *ctx, const struct ota_tuf_target *t), void *ctx,
                               struct ota_diag *d)
 {
-    struct foreach_ctx f = { cb, ctx };
+    struct foreach_ctx f = {cb, ctx};
     ota_err            rc = need_refresh(c, d);
 
     if (rc != OTA_OK)

@@ -38,8 +38,7 @@ struct ota_tuf_md {
     size_t                     ndlg;
 };
 
-static const char *const type_names[OTA_TUF_NTYPES] = { "root", "timestamp", "snapshot",
-                                                        "targets" };
+static const char *const type_names[OTA_TUF_NTYPES] = {"root", "timestamp", "snapshot", "targets"};
 
 const char *
 ota_tuf_type_name(enum ota_tuf_type t)
@@ -52,8 +51,8 @@ ota_tuf_type_name(enum ota_tuf_type t)
 static int
 is_unreserved(unsigned char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '.' || c == '-' || c == '~';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-' || c == '~';
 }
 
 ota_err
@@ -377,7 +376,8 @@ parse_keys(const json_t *keys, struct ota_pubkey **out, size_t *nout, struct ota
     arr = calloc(json_object_size(keys) + 1, sizeof *arr);
     if (arr == NULL)
         return ota_diag_set(d, OTA_E_NOMEM, "out of memory");
-    json_object_foreach((json_t *)keys, id, kv) {
+    json_object_foreach((json_t *)keys, id, kv)
+    {
         const char *kt, *sc;
         json_t     *val;
         if (!json_is_object(kv)) {
@@ -464,8 +464,8 @@ parse_role(const json_t *role, const char *name, const struct ota_pubkey *keys, 
         for (j = 0; j < n; j++)
             if (k->type == OTA_KEY_ED25519 && dst[j].type == OTA_KEY_ED25519 &&
                 memcmp(k->ed25519, dst[j].ed25519, OTA_ED25519_PK) == 0)
-                return ota_diag_set(d, OTA_E_FORMAT,
-                                    "role '%.64s' lists one key under two key ids", name);
+                return ota_diag_set(d, OTA_E_FORMAT, "role '%.64s' lists one key under two key ids",
+                                    name);
         dst[n++] = *k;
     }
     rk->role = name;
@@ -478,8 +478,7 @@ parse_role(const json_t *role, const char *name, const struct ota_pubkey *keys, 
 /* METAFILES entry {version, length?, hashes?}. Only sha256 can be checked, so hashes that do
  * not include it are refused rather than ignored. */
 static ota_err
-parse_metafile(const char *name, const json_t *v, struct ota_tuf_metafile *mf,
-               struct ota_diag *d)
+parse_metafile(const char *name, const json_t *v, struct ota_tuf_metafile *mf, struct ota_diag *d)
 {
     json_t *hashes;
     ota_err rc;
@@ -516,8 +515,7 @@ bad:
 }
 
 static ota_err
-target_decode(const char *path, const json_t *v, struct ota_tuf_targetinfo *t,
-              struct ota_diag *d)
+target_decode(const char *path, const json_t *v, struct ota_tuf_targetinfo *t, struct ota_diag *d)
 {
     json_t     *hashes, *custom;
     long long   len;
@@ -574,7 +572,8 @@ parse_root(struct ota_tuf_md *md, struct ota_diag *d)
     rc = parse_keys(kobj, &keys, &nkeys, d);
     if (rc != OTA_OK)
         return rc;
-    json_object_foreach(roles, name, r) {
+    json_object_foreach(roles, name, r)
+    {
         for (i = 0; i < OTA_TUF_NTYPES; i++)
             if (strcmp(name, type_names[i]) == 0)
                 break;
@@ -648,10 +647,10 @@ parse_snapshot(struct ota_tuf_md *md, struct ota_diag *d)
     md->meta = calloc(json_object_size(meta) + 1, sizeof *md->meta);
     if (md->meta == NULL)
         return ota_diag_set(d, OTA_E_NOMEM, "out of memory");
-    json_object_foreach(meta, name, v) {
+    json_object_foreach(meta, name, v)
+    {
         if (strlen(name) > OTA_TUF_FILENAME_MAX * 3)
-            return ota_diag_set(d, OTA_E_FORMAT, "snapshot meta name '%.64s...' is too long",
-                                name);
+            return ota_diag_set(d, OTA_E_FORMAT, "snapshot meta name '%.64s...' is too long", name);
         rc = parse_metafile(name, v, &md->meta[n], d);
         if (rc != OTA_OK)
             return rc;
@@ -770,7 +769,8 @@ parse_targets(struct ota_tuf_md *md, struct ota_diag *d)
         return rc;
     if (json_object_size(targets) > OTA_TUF_MAX_TARGETS)
         return ota_diag_set(d, OTA_E_TOO_BIG, "more than %d targets", OTA_TUF_MAX_TARGETS);
-    json_object_foreach(targets, path, v) {
+    json_object_foreach(targets, path, v)
+    {
         struct ota_tuf_targetinfo t;
         rc = ota_tuf_target_path_check(path, d);
         if (rc == OTA_OK)
@@ -870,8 +870,7 @@ out:
 }
 
 ota_err
-ota_tuf_md_verify(const struct ota_tuf_md *md, const struct ota_role_keys *role,
-                  struct ota_diag *d)
+ota_tuf_md_verify(const struct ota_tuf_md *md, const struct ota_role_keys *role, struct ota_diag *d)
 {
     return ota_threshold_verify(role, md->signatures, md->canon, md->canon_len, NULL, d);
 }
@@ -976,9 +975,8 @@ ota_tuf_snapshot_check_rollback(const struct ota_tuf_md *old_snap,
         const struct ota_tuf_metafile *o = &old_snap->meta[i];
         const struct ota_tuf_metafile *n = ota_tuf_snapshot_meta(new_snap, o->name);
         if (n == NULL)
-            return ota_diag_set(d, OTA_E_ROLLBACK,
-                                "snapshot version %lld no longer lists '%.64s'", new_snap->version,
-                                o->name);
+            return ota_diag_set(d, OTA_E_ROLLBACK, "snapshot version %lld no longer lists '%.64s'",
+                                new_snap->version, o->name);
         if (n->version < o->version)
             return ota_diag_set(d, OTA_E_ROLLBACK,
                                 "snapshot version %lld lists '%.64s' version %lld, below the "
@@ -1002,8 +1000,8 @@ ota_tuf_metafile_check(const struct ota_tuf_metafile *mf, const void *buf, size_
             return ota_diag_set(d, OTA_E_CRYPTO, "cannot hash '%.64s'", mf->name);
         if (memcmp(h, mf->sha256, sizeof h) != 0)
             return ota_diag_set(d, OTA_E_DIGEST, "'%.64s' does not match its sha256 in the %s",
-                                mf->name, strcmp(mf->name, "snapshot.json") == 0 ? "timestamp"
-                                                                                  : "snapshot");
+                                mf->name,
+                                strcmp(mf->name, "snapshot.json") == 0 ? "timestamp" : "snapshot");
     }
     return OTA_OK;
 }
@@ -1039,7 +1037,8 @@ ota_tuf_targets_foreach(const struct ota_tuf_md *md,
 
     if (md->type != OTA_TUF_TARGETS)
         return 0;
-    json_object_foreach(md->targets, path, v) {
+    json_object_foreach(md->targets, path, v)
+    {
         struct ota_tuf_targetinfo t;
         if (target_decode(path, v, &t, NULL) != OTA_OK)
             continue; /* cannot happen: validated by ota_tuf_parse */

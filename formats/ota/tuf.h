@@ -21,15 +21,15 @@
 #define OTA_TUF_SPEC_VERSION "1.0.31" /* what we write; we read any 1.x */
 
 /* Bounds on everything a document may contain (OTA_E_TOO_BIG beyond). */
-#define OTA_TUF_MAX_KEYS 256        /* keys in root or in one delegations object */
-#define OTA_TUF_MAX_ROLES 256       /* delegated roles in one delegations object */
-#define OTA_TUF_MAX_KEYIDS 256      /* key ids of one role */
-#define OTA_TUF_MAX_PATHS 256       /* paths or path_hash_prefixes of one delegated role */
-#define OTA_TUF_MAX_TARGETS 100000  /* targets of one targets document */
-#define OTA_TUF_MAX_META 100000     /* entries of a snapshot's meta */
+#define OTA_TUF_MAX_KEYS 256       /* keys in root or in one delegations object */
+#define OTA_TUF_MAX_ROLES 256      /* delegated roles in one delegations object */
+#define OTA_TUF_MAX_KEYIDS 256     /* key ids of one role */
+#define OTA_TUF_MAX_PATHS 256      /* paths or path_hash_prefixes of one delegated role */
+#define OTA_TUF_MAX_TARGETS 100000 /* targets of one targets document */
+#define OTA_TUF_MAX_META 100000    /* entries of a snapshot's meta */
 #define OTA_TUF_MAX_SIGNATURES 256
-#define OTA_TUF_PATH_MAX 1024       /* bytes of a target path or path pattern */
-#define OTA_TUF_FILENAME_MAX 256    /* buffer for a role's file name, NUL included */
+#define OTA_TUF_PATH_MAX 1024    /* bytes of a target path or path pattern */
+#define OTA_TUF_FILENAME_MAX 256 /* buffer for a role's file name, NUL included */
 
 /** Top-level roles; also the index of a role in a root document. */
 enum ota_tuf_type {
@@ -51,7 +51,7 @@ struct ota_tuf_metafile {
 
 /** One target of a targets document. */
 struct ota_tuf_targetinfo {
-    const char   *path;   /* borrowed; passed ota_tuf_target_path_check */
+    const char   *path; /* borrowed; passed ota_tuf_target_path_check */
     uint64_t      length;
     unsigned char sha256[OTA_SHA256_LEN];
     const json_t *custom; /* borrowed; NULL if absent */
@@ -59,8 +59,8 @@ struct ota_tuf_targetinfo {
 
 /** One delegated role of a targets document, in the document's order. */
 struct ota_tuf_delegation {
-    const char          *name;          /* borrowed; passed ota_tuf_role_name_check */
-    struct ota_role_keys keys;          /* role = name; keys borrowed from the document */
+    const char          *name; /* borrowed; passed ota_tuf_role_name_check */
+    struct ota_role_keys keys; /* role = name; keys borrowed from the document */
     int                  terminating;
     const json_t        *paths;         /* array of PATHPATTERN strings, or NULL */
     const json_t        *hash_prefixes; /* array of hex prefixes, or NULL (exactly one is set) */
@@ -79,7 +79,8 @@ struct ota_tuf_md; /* a parsed document; opaque */
 ota_err ota_tuf_parse(const void *buf, size_t len, size_t max, enum ota_tuf_type type,
                       struct ota_tuf_md **out, struct ota_diag *d) OTA_MUST_CHECK;
 
-void ota_tuf_md_free(struct ota_tuf_md *md); /* accepts NULL */
+/** Free a parsed document and everything borrowed from it; accepts NULL. */
+void ota_tuf_md_free(struct ota_tuf_md *md);
 
 /** Check that a threshold of role's keys signed md. OTA_E_THRESHOLD, OTA_E_FORMAT. */
 ota_err ota_tuf_md_verify(const struct ota_tuf_md *md, const struct ota_role_keys *role,
@@ -89,11 +90,12 @@ ota_err ota_tuf_md_verify(const struct ota_tuf_md *md, const struct ota_role_key
 ota_err ota_tuf_md_check_expiry(const struct ota_tuf_md *md, int64_t now,
                                 struct ota_diag *d) OTA_MUST_CHECK;
 
+/** Type, "version" and "expires" (seconds since the epoch) of a parsed document. */
 enum ota_tuf_type ota_tuf_md_type(const struct ota_tuf_md *md);
 long long         ota_tuf_md_version(const struct ota_tuf_md *md);
 int64_t           ota_tuf_md_expires(const struct ota_tuf_md *md);
 /** The "signed" object (borrowed), for readers of members this module does not interpret. */
-const json_t     *ota_tuf_md_signed(const struct ota_tuf_md *md);
+const json_t *ota_tuf_md_signed(const struct ota_tuf_md *md);
 
 /** "root", "timestamp", "snapshot" or "targets". */
 const char *ota_tuf_type_name(enum ota_tuf_type t);
@@ -104,7 +106,7 @@ const char *ota_tuf_type_name(enum ota_tuf_type t);
  * other than ed25519 are kept with their id so that they are recognised, but they never
  * verify. NULL if root is not a root document. */
 const struct ota_role_keys *ota_tuf_root_role(const struct ota_tuf_md *root,
-                                              enum ota_tuf_type role);
+                                              enum ota_tuf_type        role);
 
 /** consistent_snapshot of a root document (absent = 0). */
 int ota_tuf_root_consistent_snapshot(const struct ota_tuf_md *root);
@@ -121,13 +123,13 @@ const struct ota_tuf_metafile *ota_tuf_timestamp_snapshot(const struct ota_tuf_m
 /** Entry name ("targets.json", "<role>.json") of a snapshot document (borrowed); NULL when the
  * snapshot does not list it or md is not a snapshot. */
 const struct ota_tuf_metafile *ota_tuf_snapshot_meta(const struct ota_tuf_md *snap,
-                                                     const char *name);
+                                                     const char              *name);
 
 /** Snapshot rollback rule (spec 5.5.5): every entry of old must be listed in new with a
  * version not lower. OTA_E_ROLLBACK naming the first entry that breaks it. */
 ota_err ota_tuf_snapshot_check_rollback(const struct ota_tuf_md *old_snap,
                                         const struct ota_tuf_md *new_snap,
-                                        struct ota_diag *d) OTA_MUST_CHECK;
+                                        struct ota_diag         *d) OTA_MUST_CHECK;
 
 /** Check fetched bytes against the metafile that describes them: OTA_E_LENGTH when the length
  * differs, OTA_E_DIGEST when the SHA-256 differs (unchecked parts are those not given). */
@@ -144,13 +146,12 @@ ota_err ota_tuf_targets_get(const struct ota_tuf_md *md, const char *path,
 /** Call cb for each target (document order); cb returns non-zero to stop. Returns the number
  * of targets visited. */
 size_t ota_tuf_targets_foreach(const struct ota_tuf_md *md,
-                               int (*cb)(void *ctx, const struct ota_tuf_targetinfo *t),
-                               void *ctx);
+                               int (*cb)(void *ctx, const struct ota_tuf_targetinfo *t), void *ctx);
 
 /** Delegated roles of a targets document in order (borrowed); *n receives the count (0 when
  * there are no delegations). */
 const struct ota_tuf_delegation *ota_tuf_targets_delegations(const struct ota_tuf_md *md,
-                                                             size_t *n);
+                                                             size_t                  *n);
 
 /** Non-zero when the delegation is trusted for path: one of its paths patterns matches
  * (ota_tuf_path_match) or the hex SHA-256 of path starts with one of its hash prefixes. */

@@ -209,8 +209,7 @@ slow_reader(void *cls, uint64_t pos, char *buf, size_t max)
 
 static enum MHD_Result
 mhd_handler(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
-            const char *version, const char *upload_data, size_t *upload_data_size,
-            void **con_cls)
+            const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
 {
     struct MHD_Response *r;
     enum MHD_Result      ret;
@@ -244,15 +243,15 @@ mhd_handler(void *cls, struct MHD_Connection *conn, const char *url, const char 
 static int
 start_mhd(void)
 {
-    struct sockaddr_in        a;
+    struct sockaddr_in          a;
     const union MHD_DaemonInfo *info;
 
     memset(&a, 0, sizeof a);
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    E.mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0,
-                             NULL, NULL, mhd_handler, NULL, MHD_OPTION_SOCK_ADDR, &a,
-                             MHD_OPTION_END);
+    E.mhd =
+        MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0, NULL,
+                         NULL, mhd_handler, NULL, MHD_OPTION_SOCK_ADDR, &a, MHD_OPTION_END);
     if (E.mhd == NULL)
         return -1;
     info = MHD_get_daemon_info(E.mhd, MHD_DAEMON_INFO_BIND_PORT);
@@ -294,8 +293,7 @@ setup(void **state)
     write_file(p, "hello, ota\n", 11);
     snprintf(p, sizeof p, "%s/empty.txt", E.www);
     write_file(p, "", 0);
-    if (make_cert("tls") != 0 || make_cert("other") != 0 || start_nginx() != 0 ||
-        start_mhd() != 0)
+    if (make_cert("tls") != 0 || make_cert("other") != 0 || start_nginx() != 0 || start_mhd() != 0)
         return -1;
     return 0;
 }
@@ -340,16 +338,14 @@ test_file_mem(void **state)
     uint64_t        before = ota_fetch_bytes_total();
 
     (void)state;
-    assert_int_equal(ota_fetch_mem(NULL, url_of("file://%s/small.txt", E.www), 11, &buf, &len,
-                                   &d),
+    assert_int_equal(ota_fetch_mem(NULL, url_of("file://%s/small.txt", E.www), 11, &buf, &len, &d),
                      OTA_OK);
     assert_int_equal(len, 11);
     assert_memory_equal(buf, "hello, ota\n", 11);
     assert_int_equal(buf[11], '\0');
     free(buf);
     assert_true(ota_fetch_bytes_total() >= before + 11);
-    assert_int_equal(ota_fetch_mem(NULL, url_of("file://%s/empty.txt", E.www), 10, &buf, &len,
-                                   &d),
+    assert_int_equal(ota_fetch_mem(NULL, url_of("file://%s/empty.txt", E.www), 10, &buf, &len, &d),
                      OTA_OK);
     assert_int_equal(len, 0);
     assert_int_equal(buf[0], '\0');
@@ -365,7 +361,7 @@ test_file_mem(void **state)
 static void
 test_file_stream_resume_and_limit(void **state)
 {
-    struct collect  c = { 0 };
+    struct collect  c = {0};
     struct ota_diag d;
     uint64_t        got = 99;
 
@@ -395,8 +391,8 @@ test_file_stream_resume_and_limit(void **state)
     c.fail_after = 0;
     c.len = 0;
     /* offset past the limit is a caller error */
-    assert_int_equal(ota_fetch_stream(NULL, url_of("file://%s/big.bin", E.www), 10, 5,
-                                      collect_sink, &c, &got, &d),
+    assert_int_equal(ota_fetch_stream(NULL, url_of("file://%s/big.bin", E.www), 10, 5, collect_sink,
+                                      &c, &got, &d),
                      OTA_E_INVALID);
     /* offset past the end of the file */
     assert_int_equal(ota_fetch_stream(NULL, url_of("file://%s/small.txt", E.www), 50, 100,
@@ -415,9 +411,9 @@ test_http_mem(void **state)
     int             p = E.nginx_port;
 
     (void)state;
-    assert_int_equal(ota_fetch_mem(NULL, url_of("http://127.0.0.1:%d/big.bin", p), BIG_LEN, &buf,
-                                   &len, &d),
-                     OTA_OK);
+    assert_int_equal(
+        ota_fetch_mem(NULL, url_of("http://127.0.0.1:%d/big.bin", p), BIG_LEN, &buf, &len, &d),
+        OTA_OK);
     assert_int_equal(len, BIG_LEN);
     assert_memory_equal(buf, E.big, BIG_LEN);
     free(buf);
@@ -425,9 +421,9 @@ test_http_mem(void **state)
     expect_mem(url_of("http://127.0.0.1:%d/missing", p), 100, OTA_E_NOT_FOUND);
     expect_mem(url_of("http://127.0.0.1:%d/gone", p), 100, OTA_E_NOT_FOUND);
     memset(&d, 0, sizeof d);
-    assert_int_equal(ota_fetch_mem(NULL, url_of("http://127.0.0.1:%d/unavailable", p), 100, &buf,
-                                   &len, &d),
-                     OTA_E_NETWORK);
+    assert_int_equal(
+        ota_fetch_mem(NULL, url_of("http://127.0.0.1:%d/unavailable", p), 100, &buf, &len, &d),
+        OTA_E_NETWORK);
     assert_non_null(strstr(d.msg, "server answered 503 for 'http://127.0.0.1:"));
     /* redirects are not followed, and their body is not taken for the file */
     expect_mem(url_of("http://127.0.0.1:%d/moved", p), 100, OTA_E_NETWORK);
@@ -440,7 +436,7 @@ test_http_mem(void **state)
 static void
 test_http_resume(void **state)
 {
-    struct collect  c = { 0 };
+    struct collect  c = {0};
     struct ota_diag d;
     uint64_t        got = 0, off;
 
@@ -448,8 +444,8 @@ test_http_resume(void **state)
     /* An interrupted download (the sink stops it after ~300 KiB) resumes with Range where it
      * stopped and ends with the exact file. */
     c.fail_after = 300000;
-    assert_int_equal(ota_fetch_stream(NULL, url_of("http://127.0.0.1:%d/big.bin", E.nginx_port),
-                                      0, BIG_LEN, collect_sink, &c, &got, &d),
+    assert_int_equal(ota_fetch_stream(NULL, url_of("http://127.0.0.1:%d/big.bin", E.nginx_port), 0,
+                                      BIG_LEN, collect_sink, &c, &got, &d),
                      OTA_E_IO);
     assert_true(got > 0 && got < BIG_LEN);
     assert_int_equal(got, c.len);
@@ -468,15 +464,15 @@ test_http_resume(void **state)
     assert_int_equal(got, 0);
     /* max_total enforced over http too */
     c.len = 0;
-    assert_int_equal(ota_fetch_stream(NULL, url_of("http://127.0.0.1:%d/big.bin", E.nginx_port),
-                                      10, BIG_LEN / 2, collect_sink, &c, &got, &d),
+    assert_int_equal(ota_fetch_stream(NULL, url_of("http://127.0.0.1:%d/big.bin", E.nginx_port), 10,
+                                      BIG_LEN / 2, collect_sink, &c, &got, &d),
                      OTA_E_LENGTH);
     assert_true(got <= BIG_LEN / 2 - 10);
     /* a server that ignores Range answers 200 with the whole file: refused, nothing delivered */
     c.len = 0;
     memset(&d, 0, sizeof d);
-    assert_int_equal(ota_fetch_stream(NULL, url_of("http://127.0.0.1:%d/norange", E.mhd_port),
-                                      5000, BIG_LEN, collect_sink, &c, &got, &d),
+    assert_int_equal(ota_fetch_stream(NULL, url_of("http://127.0.0.1:%d/norange", E.mhd_port), 5000,
+                                      BIG_LEN, collect_sink, &c, &got, &d),
                      OTA_E_NETWORK);
     assert_int_equal(got, 0);
     assert_int_equal(c.len, 0);
@@ -493,7 +489,7 @@ test_http_resume(void **state)
 static void
 test_endless_and_slow(void **state)
 {
-    struct collect        c = { 0 };
+    struct collect        c = {0};
     struct ota_diag       d;
     uint64_t              got = 0;
     struct ota_fetch_opts o;
@@ -512,16 +508,16 @@ test_endless_and_slow(void **state)
     memset(&o, 0, sizeof o);
     o.low_speed_time_s = 1;
     o.low_speed_bytes = 1000;
-    assert_int_equal(ota_fetch_mem(&o, url_of("http://127.0.0.1:%d/slow", E.mhd_port), 1000, &buf,
-                                   &len, &d),
-                     OTA_E_TIMEOUT);
+    assert_int_equal(
+        ota_fetch_mem(&o, url_of("http://127.0.0.1:%d/slow", E.mhd_port), 1000, &buf, &len, &d),
+        OTA_E_TIMEOUT);
     assert_null(buf);
     /* the whole transfer bounded */
     memset(&o, 0, sizeof o);
     o.total_timeout_s = 1;
-    assert_int_equal(ota_fetch_mem(&o, url_of("http://127.0.0.1:%d/slow", E.mhd_port), 1000, &buf,
-                                   &len, &d),
-                     OTA_E_TIMEOUT);
+    assert_int_equal(
+        ota_fetch_mem(&o, url_of("http://127.0.0.1:%d/slow", E.mhd_port), 1000, &buf, &len, &d),
+        OTA_E_TIMEOUT);
 }
 
 struct prog {
@@ -543,8 +539,8 @@ static void
 test_progress(void **state)
 {
     struct ota_fetch_opts o;
-    struct prog           p = { 0 };
-    struct collect        c = { 0 };
+    struct prog           p = {0};
+    struct collect        c = {0};
     struct ota_diag       d;
     uint64_t              got = 0;
 
@@ -553,8 +549,8 @@ test_progress(void **state)
     o.progress = on_progress;
     o.progress_ctx = &p;
     o.user_agent = "ota-test/1";
-    assert_int_equal(ota_fetch_stream(&o, url_of("http://127.0.0.1:%d/big.bin", E.nginx_port),
-                                      4096, BIG_LEN, collect_sink, &c, &got, &d),
+    assert_int_equal(ota_fetch_stream(&o, url_of("http://127.0.0.1:%d/big.bin", E.nginx_port), 4096,
+                                      BIG_LEN, collect_sink, &c, &got, &d),
                      OTA_OK);
     assert_true(p.calls > 0);
     assert_int_equal(p.last_done, BIG_LEN); /* offset included */

@@ -35,10 +35,10 @@ static void
 std_roles(struct fx_role r[4])
 {
     memset(r, 0, 4 * sizeof *r);
-    r[0] = (struct fx_role){ { &K[0] }, 1, 1 };
-    r[1] = (struct fx_role){ { &K[1] }, 1, 1 };
-    r[2] = (struct fx_role){ { &K[2] }, 1, 1 };
-    r[3] = (struct fx_role){ { &K[3] }, 1, 1 };
+    r[0] = (struct fx_role){{&K[0]}, 1, 1};
+    r[1] = (struct fx_role){{&K[1]}, 1, 1};
+    r[2] = (struct fx_role){{&K[2]}, 1, 1};
+    r[3] = (struct fx_role){{&K[3]}, 1, 1};
 }
 
 /* Encode doc (stolen) and parse it as type; returns the code, *md set on success. */
@@ -113,27 +113,26 @@ test_good_root(void **state)
 static void
 test_good_timestamp_snapshot_targets(void **state)
 {
-    struct ota_tuf_md              *ts = NULL, *sn = NULL, *tg = NULL;
-    struct ota_diag                 d;
-    const struct ota_tuf_metafile  *mf;
-    struct ota_tuf_targetinfo       ti;
+    struct ota_tuf_md               *ts = NULL, *sn = NULL, *tg = NULL;
+    struct ota_diag                  d;
+    const struct ota_tuf_metafile   *mf;
+    struct ota_tuf_targetinfo        ti;
     const struct ota_tuf_delegation *dl;
-    const struct fx_key            *s1 = &K[1], *s2 = &K[2], *s3 = &K[3], *dk = &K[4];
-    struct ota_role_keys            rk = { "x", NULL, 0, 1 };
-    struct ota_pubkey               pk[3];
-    json_t                         *targets, *dlg;
-    size_t                          n;
+    const struct fx_key             *s1 = &K[1], *s2 = &K[2], *s3 = &K[3], *dk = &K[4];
+    struct ota_role_keys             rk = {"x", NULL, 0, 1};
+    struct ota_pubkey                pk[3];
+    json_t                          *targets, *dlg;
+    size_t                           n;
 
     (void)state;
     assert_int_equal(ota_pubkey_from_ed25519(K[1].pk, &pk[0], NULL), OTA_OK);
     assert_int_equal(ota_pubkey_from_ed25519(K[2].pk, &pk[1], NULL), OTA_OK);
     assert_int_equal(ota_pubkey_from_ed25519(K[3].pk, &pk[2], NULL), OTA_OK);
 
-    assert_int_equal(parse_doc(fx_sign(fx_timestamp_signed(7, FAR_FUTURE,
-                                                           fx_meta_entry(3, "abc", 3)),
-                                       &s1, 1),
-                               OTA_TUF_TIMESTAMP, &ts, &d),
-                     OTA_OK);
+    assert_int_equal(
+        parse_doc(fx_sign(fx_timestamp_signed(7, FAR_FUTURE, fx_meta_entry(3, "abc", 3)), &s1, 1),
+                  OTA_TUF_TIMESTAMP, &ts, &d),
+        OTA_OK);
     rk.keys = &pk[0];
     rk.nkeys = 1;
     assert_int_equal(ota_tuf_md_verify(ts, &rk, &d), OTA_OK);
@@ -145,14 +144,14 @@ test_good_timestamp_snapshot_targets(void **state)
     assert_true(mf->has_sha256);
     assert_int_equal(ota_tuf_metafile_check(mf, "abc", 3, &d), OTA_OK);
 
-    assert_int_equal(parse_doc(fx_sign(fx_snapshot_signed(3, FAR_FUTURE,
-                                                          json_pack("{s:o, s:o}", "targets.json",
-                                                                    fx_meta_entry(2, NULL, 0),
-                                                                    "apps.json",
-                                                                    fx_meta_entry(5, NULL, 0))),
-                                       &s2, 1),
-                               OTA_TUF_SNAPSHOT, &sn, &d),
-                     OTA_OK);
+    assert_int_equal(
+        parse_doc(fx_sign(fx_snapshot_signed(3, FAR_FUTURE,
+                                             json_pack("{s:o, s:o}", "targets.json",
+                                                       fx_meta_entry(2, NULL, 0), "apps.json",
+                                                       fx_meta_entry(5, NULL, 0))),
+                          &s2, 1),
+                  OTA_TUF_SNAPSHOT, &sn, &d),
+        OTA_OK);
     rk.keys = &pk[1];
     assert_int_equal(ota_tuf_md_verify(sn, &rk, &d), OTA_OK);
     mf = ota_tuf_snapshot_meta(sn, "targets.json");
@@ -202,7 +201,7 @@ test_wrong_type_and_spec_version(void **state)
     struct fx_role       r[4];
     const struct fx_key *k0 = &K[0];
     json_t              *s;
-    const char          *bad[] = { "2.0.0", "1", "1.0.x", "1..0", "v1.0.0", "1.0.0.0", "", NULL };
+    const char          *bad[] = {"2.0.0", "1", "1.0.x", "1..0", "v1.0.0", "1.0.0.0", "", NULL};
     size_t               i;
     struct ota_tuf_md   *md = NULL;
     struct ota_diag      d;
@@ -211,11 +210,10 @@ test_wrong_type_and_spec_version(void **state)
     std_roles(r);
     /* a root is not a timestamp, and a timestamp is not a root */
     assert_int_equal(parse_fail(std_root_doc(), OTA_TUF_TIMESTAMP), OTA_E_FORMAT);
-    assert_int_equal(parse_fail(fx_sign(fx_timestamp_signed(1, FAR_FUTURE,
-                                                            fx_meta_entry(1, NULL, 0)),
-                                        &k0, 1),
-                                OTA_TUF_ROOT),
-                     OTA_E_FORMAT);
+    assert_int_equal(
+        parse_fail(fx_sign(fx_timestamp_signed(1, FAR_FUTURE, fx_meta_entry(1, NULL, 0)), &k0, 1),
+                   OTA_TUF_ROOT),
+        OTA_E_FORMAT);
     for (i = 0; bad[i] != NULL; i++) {
         s = fx_root_signed(1, FAR_FUTURE, 1, r);
         json_object_set_new(s, "spec_version", json_string(bad[i]));
@@ -266,11 +264,11 @@ test_bad_fields(void **state)
     s = fx_timestamp_signed(1, FAR_FUTURE, fx_meta_entry(1, NULL, 0));
     json_object_set_new(json_object_get(s, "meta"), "targets.json", fx_meta_entry(1, NULL, 0));
     assert_int_equal(parse_fail(fx_sign(s, &k0, 1), OTA_TUF_TIMESTAMP), OTA_E_FORMAT);
-    s = fx_timestamp_signed(1, FAR_FUTURE, json_pack("{s:i, s:{s:s}}", "version", 1, "hashes",
-                                                      "sha512", "00"));
+    s = fx_timestamp_signed(1, FAR_FUTURE,
+                            json_pack("{s:i, s:{s:s}}", "version", 1, "hashes", "sha512", "00"));
     assert_int_equal(parse_fail(fx_sign(s, &k0, 1), OTA_TUF_TIMESTAMP), OTA_E_FORMAT);
-    s = fx_timestamp_signed(1, FAR_FUTURE, json_pack("{s:i, s:{s:s}}", "version", 1, "hashes",
-                                                      "sha256", "abcd"));
+    s = fx_timestamp_signed(1, FAR_FUTURE,
+                            json_pack("{s:i, s:{s:s}}", "version", 1, "hashes", "sha256", "abcd"));
     assert_int_equal(parse_fail(fx_sign(s, &k0, 1), OTA_TUF_TIMESTAMP), OTA_E_FORMAT);
     s = fx_timestamp_signed(1, FAR_FUTURE, json_pack("{s:i}", "version", 0));
     assert_int_equal(parse_fail(fx_sign(s, &k0, 1), OTA_TUF_TIMESTAMP), OTA_E_FORMAT);
@@ -280,10 +278,9 @@ test_bad_fields(void **state)
     /* a target needs a length and a sha256 */
     s = fx_targets_signed(1, FAR_FUTURE, json_pack("{s:{s:i}}", "a", "length", 1), NULL);
     assert_int_equal(parse_fail(fx_sign(s, &k0, 1), OTA_TUF_TARGETS), OTA_E_FORMAT);
-    s = fx_targets_signed(1, FAR_FUTURE,
-                          json_pack("{s:{s:i, s:{s:s}}}", "a", "length", 1, "hashes", "sha512",
-                                    "00"),
-                          NULL);
+    s = fx_targets_signed(
+        1, FAR_FUTURE, json_pack("{s:{s:i, s:{s:s}}}", "a", "length", 1, "hashes", "sha512", "00"),
+        NULL);
     assert_int_equal(parse_fail(fx_sign(s, &k0, 1), OTA_TUF_TARGETS), OTA_E_FORMAT);
     s = fx_targets_signed(1, FAR_FUTURE, json_pack("{s:o}", "a", fx_target_entry("x", 1, NULL)),
                           NULL);
@@ -292,7 +289,7 @@ test_bad_fields(void **state)
     assert_int_equal(parse_fail(fx_sign(s, &k0, 1), OTA_TUF_TARGETS), OTA_E_FORMAT);
     /* real numbers are not JSON TUF accepts */
     {
-        static const char doc[] = "{\"signatures\":[],\"signed\":{\"_type\":\"root\",\"v\":1.5}}";
+        static const char  doc[] = "{\"signatures\":[],\"signed\":{\"_type\":\"root\",\"v\":1.5}}";
         struct ota_tuf_md *md = NULL;
         assert_int_equal(ota_tuf_parse(doc, strlen(doc), OTA_JSON_MAX, OTA_TUF_ROOT, &md, NULL),
                          OTA_E_FORMAT);
@@ -308,10 +305,10 @@ test_expiry(void **state)
     const struct fx_key *k1 = &K[1];
 
     (void)state;
-    assert_int_equal(parse_doc(fx_sign(fx_timestamp_signed(1, NOW, fx_meta_entry(1, NULL, 0)),
-                                       &k1, 1),
-                               OTA_TUF_TIMESTAMP, &md, &d),
-                     OTA_OK);
+    assert_int_equal(
+        parse_doc(fx_sign(fx_timestamp_signed(1, NOW, fx_meta_entry(1, NULL, 0)), &k1, 1),
+                  OTA_TUF_TIMESTAMP, &md, &d),
+        OTA_OK);
     assert_int_equal(ota_tuf_md_check_expiry(md, NOW - 1, &d), OTA_OK);
     assert_int_equal(ota_tuf_md_check_expiry(md, NOW, &d), OTA_E_EXPIRED); /* at = expired */
     assert_non_null(strstr(d.msg, "2026-11-24T12:00:00Z"));
@@ -323,8 +320,8 @@ static void
 test_threshold(void **state)
 {
     struct fx_role       r[4];
-    const struct fx_key *one[] = { &K[0] }, *two[] = { &K[0], &K[5] }, *twice[] = { &K[0], &K[0] };
-    const struct fx_key *outsider[] = { &K[0], &K[6] };
+    const struct fx_key *one[] = {&K[0]}, *two[] = {&K[0], &K[5]}, *twice[] = {&K[0], &K[0]};
+    const struct fx_key *outsider[] = {&K[0], &K[6]};
     struct ota_tuf_md   *md = NULL;
     struct ota_diag      d;
     json_t              *doc;
@@ -333,33 +330,33 @@ test_threshold(void **state)
 
     (void)state;
     std_roles(r);
-    r[0] = (struct fx_role){ { &K[0], &K[5] }, 2, 2 };
+    r[0] = (struct fx_role){{&K[0], &K[5]}, 2, 2};
     /* 1 of 2 */
-    assert_int_equal(parse_doc(fx_sign(fx_root_signed(1, FAR_FUTURE, 1, r), one, 1), OTA_TUF_ROOT,
-                               &md, &d),
-                     OTA_OK);
+    assert_int_equal(
+        parse_doc(fx_sign(fx_root_signed(1, FAR_FUTURE, 1, r), one, 1), OTA_TUF_ROOT, &md, &d),
+        OTA_OK);
     assert_int_equal(ota_tuf_md_verify(md, ota_tuf_root_role(md, OTA_TUF_ROOT), &d),
                      OTA_E_THRESHOLD);
     assert_non_null(strstr(d.msg, "1 of 2"));
     ota_tuf_md_free(md);
     /* the same key signing twice counts once */
-    assert_int_equal(parse_doc(fx_sign(fx_root_signed(1, FAR_FUTURE, 1, r), twice, 2),
-                               OTA_TUF_ROOT, &md, &d),
-                     OTA_OK);
+    assert_int_equal(
+        parse_doc(fx_sign(fx_root_signed(1, FAR_FUTURE, 1, r), twice, 2), OTA_TUF_ROOT, &md, &d),
+        OTA_OK);
     assert_int_equal(ota_tuf_md_verify(md, ota_tuf_root_role(md, OTA_TUF_ROOT), &d),
                      OTA_E_THRESHOLD);
     ota_tuf_md_free(md);
     /* a key outside the role does not count */
-    assert_int_equal(parse_doc(fx_sign(fx_root_signed(1, FAR_FUTURE, 1, r), outsider, 2),
-                               OTA_TUF_ROOT, &md, &d),
-                     OTA_OK);
+    assert_int_equal(
+        parse_doc(fx_sign(fx_root_signed(1, FAR_FUTURE, 1, r), outsider, 2), OTA_TUF_ROOT, &md, &d),
+        OTA_OK);
     assert_int_equal(ota_tuf_md_verify(md, ota_tuf_root_role(md, OTA_TUF_ROOT), &d),
                      OTA_E_THRESHOLD);
     ota_tuf_md_free(md);
     /* 2 of 2 */
-    assert_int_equal(parse_doc(fx_sign(fx_root_signed(1, FAR_FUTURE, 1, r), two, 2), OTA_TUF_ROOT,
-                               &md, &d),
-                     OTA_OK);
+    assert_int_equal(
+        parse_doc(fx_sign(fx_root_signed(1, FAR_FUTURE, 1, r), two, 2), OTA_TUF_ROOT, &md, &d),
+        OTA_OK);
     assert_int_equal(ota_tuf_md_verify(md, ota_tuf_root_role(md, OTA_TUF_ROOT), &d), OTA_OK);
     ota_tuf_md_free(md);
     /* content changed after signing: signatures no longer verify */
@@ -395,9 +392,9 @@ test_keyid_mismatch(void **state)
                                   "rsassa-pss-sha256", "keyval", "public", "PEM"));
     assert_int_equal(parse_fail(fx_sign(s, &k0, 1), OTA_TUF_ROOT), OTA_E_KEY_UNKNOWN);
     /* and in delegations */
-    s = fx_targets_signed(1, FAR_FUTURE, NULL,
-                          json_pack("{s:{s:o}, s:[]}", "keys", K[4].keyid, fx_key_json(&K[5]),
-                                    "roles"));
+    s = fx_targets_signed(
+        1, FAR_FUTURE, NULL,
+        json_pack("{s:{s:o}, s:[]}", "keys", K[4].keyid, fx_key_json(&K[5]), "roles"));
     assert_int_equal(parse_fail(fx_sign(s, &k0, 1), OTA_TUF_TARGETS), OTA_E_KEY_UNKNOWN);
 }
 
@@ -428,7 +425,7 @@ test_unsupported_key_never_verifies(void **state)
     /* a targets document "signed" under that id does not verify */
     {
         struct ota_pubkey    pk;
-        struct ota_role_keys rk = { "targets", &pk, 1, 1 };
+        struct ota_role_keys rk = {"targets", &pk, 1, 1};
         json_t              *t = fx_targets_signed(1, FAR_FUTURE, NULL, NULL);
         json_t *doc = json_pack("{s:[{s:s, s:s}], s:o}", "signatures", "keyid", kid, "sig", "00",
                                 "signed", t);
@@ -472,16 +469,16 @@ test_duplicate_keys(void **state)
     json_array_append_new(ids, json_string(kid));
     assert_int_equal(parse_fail(fx_sign(s, &k0, 1), OTA_TUF_ROOT), OTA_E_FORMAT);
     /* a JSON member given twice */
-    assert_int_equal(ota_tuf_parse(dup_json, strlen(dup_json), OTA_JSON_MAX, OTA_TUF_ROOT, &md,
-                                   NULL),
-                     OTA_E_FORMAT);
+    assert_int_equal(
+        ota_tuf_parse(dup_json, strlen(dup_json), OTA_JSON_MAX, OTA_TUF_ROOT, &md, NULL),
+        OTA_E_FORMAT);
     assert_null(md);
     /* a role delegated twice */
-    s = fx_targets_signed(
-        1, FAR_FUTURE, NULL,
-        json_pack("{s:{s:o}, s:[o, o]}", "keys", dk->keyid, fx_key_json(dk), "roles",
-                  fx_delegated_role("a", &dk, 1, 1, json_pack("[s]", "*"), 0),
-                  fx_delegated_role("a", &dk, 1, 1, json_pack("[s]", "*"), 0)));
+    s = fx_targets_signed(1, FAR_FUTURE, NULL,
+                          json_pack("{s:{s:o}, s:[o, o]}", "keys", dk->keyid, fx_key_json(dk),
+                                    "roles",
+                                    fx_delegated_role("a", &dk, 1, 1, json_pack("[s]", "*"), 0),
+                                    fx_delegated_role("a", &dk, 1, 1, json_pack("[s]", "*"), 0)));
     assert_int_equal(parse_fail(fx_sign(s, &k0, 1), OTA_TUF_TARGETS), OTA_E_FORMAT);
 }
 
@@ -559,13 +556,13 @@ test_oversized(void **state)
                         many(OTA_TUF_MAX_KEYIDS + 1, mk_str));
     assert_int_equal(parse_fail(fx_sign(s, &k0, 1), OTA_TUF_ROOT), OTA_E_TOO_BIG);
     /* 257 signatures */
-    doc = json_pack("{s:o, s:o}", "signatures", many(OTA_TUF_MAX_SIGNATURES + 1, mk_sig),
-                    "signed", fx_root_signed(1, FAR_FUTURE, 1, r));
+    doc = json_pack("{s:o, s:o}", "signatures", many(OTA_TUF_MAX_SIGNATURES + 1, mk_sig), "signed",
+                    fx_root_signed(1, FAR_FUTURE, 1, r));
     assert_int_equal(parse_fail(doc, OTA_TUF_ROOT), OTA_E_TOO_BIG);
     /* 257 delegated roles */
-    s = fx_targets_signed(1, FAR_FUTURE, NULL,
-                          json_pack("{s:{}, s:o}", "keys", "roles",
-                                    many(OTA_TUF_MAX_ROLES + 1, mk_role)));
+    s = fx_targets_signed(
+        1, FAR_FUTURE, NULL,
+        json_pack("{s:{}, s:o}", "keys", "roles", many(OTA_TUF_MAX_ROLES + 1, mk_role)));
     assert_int_equal(parse_fail(fx_sign(s, &k0, 1), OTA_TUF_TARGETS), OTA_E_TOO_BIG);
     /* 257 paths in a role */
     s = fx_targets_signed(1, FAR_FUTURE, NULL,
@@ -587,11 +584,11 @@ test_oversized(void **state)
 static void
 test_unsafe_target_paths(void **state)
 {
-    static const char *const bad[] = { "",     "/etc/passwd", "../x", "a/../b", "a/..", "..",
-                                       ".",    "./a",         "a//b", "a/",     "a\\b",  "a\nb",
-                                       "a\x7f", NULL };
-    static const char *const good[] = { "a", "app/app-1.2.0.ota", "...", "a/.hidden", "a b/c",
-                                        "\xc3\xa9t\xc3\xa9", NULL };
+    static const char *const bad[] = {"",     "/etc/passwd", "../x",  "a/../b", "a/..",
+                                      "..",   ".",           "./a",   "a//b",   "a/",
+                                      "a\\b", "a\nb",        "a\x7f", NULL};
+    static const char *const good[] = {"a",     "app/app-1.2.0.ota", "...", "a/.hidden",
+                                       "a b/c", "\xc3\xa9t\xc3\xa9", NULL};
     const struct fx_key     *k0 = &K[0];
     size_t                   i;
     struct ota_diag          d;
@@ -602,8 +599,7 @@ test_unsafe_target_paths(void **state)
         if (bad[i][0] != '\0') {
             json_t *t = json_object();
             json_object_set_new(t, bad[i], fx_target_entry("x", 1, NULL));
-            assert_int_equal(parse_fail(fx_sign(fx_targets_signed(1, FAR_FUTURE, t, NULL), &k0,
-                                                1),
+            assert_int_equal(parse_fail(fx_sign(fx_targets_signed(1, FAR_FUTURE, t, NULL), &k0, 1),
                                         OTA_TUF_TARGETS),
                              OTA_E_UNSAFE_PATH);
         }
@@ -623,8 +619,8 @@ test_unsafe_target_paths(void **state)
 static void
 test_role_names(void **state)
 {
-    static const char *const bad[] = { "", "root", "timestamp", "snapshot", "targets", "a\tb",
-                                       "a\nb", NULL };
+    static const char *const bad[] = {"",        "root", "timestamp", "snapshot",
+                                      "targets", "a\tb", "a\nb",      NULL};
     const struct fx_key     *k0 = &K[0], *dk = &K[4];
     char                     fname[OTA_TUF_FILENAME_MAX], big[100];
     size_t                   i;
@@ -713,8 +709,8 @@ test_path_match(void **state)
     assert_true(ota_tuf_path_match("file[!0-9].txt", "filex.txt"));
     assert_false(ota_tuf_path_match("file[!0-9].txt", "file7.txt"));
     assert_true(ota_tuf_path_match("[]]", "]"));
-    assert_true(ota_tuf_path_match("a[", "a["));            /* unclosed: literal */
-    assert_true(ota_tuf_path_match("?", "\xc3\xa9"));       /* one character, two bytes */
+    assert_true(ota_tuf_path_match("a[", "a["));      /* unclosed: literal */
+    assert_true(ota_tuf_path_match("?", "\xc3\xa9")); /* one character, two bytes */
     assert_true(ota_tuf_path_match("*", ""));
     assert_true(ota_tuf_path_match("**", "abc"));
     assert_true(ota_tuf_path_match("a*c*e", "abcde"));
@@ -731,13 +727,13 @@ test_path_match(void **state)
 static void
 test_hash_prefixes(void **state)
 {
-    const struct fx_key            *k0 = &K[0], *dk = &K[4];
-    char                            hex[OTA_SHA256_HEX], pre[8];
-    json_t                         *role, *s;
-    struct ota_tuf_md              *md = NULL;
-    struct ota_diag                 d;
+    const struct fx_key             *k0 = &K[0], *dk = &K[4];
+    char                             hex[OTA_SHA256_HEX], pre[8];
+    json_t                          *role, *s;
+    struct ota_tuf_md               *md = NULL;
+    struct ota_diag                  d;
     const struct ota_tuf_delegation *dl;
-    size_t                          n;
+    size_t                           n;
 
     (void)state;
     assert_int_equal(ota_sha256_hex("bins/file.txt", 13, hex), OTA_OK);
@@ -746,9 +742,9 @@ test_hash_prefixes(void **state)
     role = fx_delegated_role("bin", &dk, 1, 1, json_array(), 0);
     json_object_del(role, "paths");
     json_object_set_new(role, "path_hash_prefixes", json_pack("[s]", pre));
-    s = fx_targets_signed(1, FAR_FUTURE, NULL,
-                          json_pack("{s:{s:o}, s:[o]}", "keys", dk->keyid, fx_key_json(dk),
-                                    "roles", role));
+    s = fx_targets_signed(
+        1, FAR_FUTURE, NULL,
+        json_pack("{s:{s:o}, s:[o]}", "keys", dk->keyid, fx_key_json(dk), "roles", role));
     assert_int_equal(parse_doc(fx_sign(s, &k0, 1), OTA_TUF_TARGETS, &md, &d), OTA_OK);
     dl = ota_tuf_targets_delegations(md, &n);
     assert_int_equal(n, 1);
@@ -770,19 +766,16 @@ test_hash_prefixes(void **state)
     /* both paths and prefixes, or neither, or prefixes that are not hex */
     role = fx_delegated_role("bin", &dk, 1, 1, json_pack("[s]", "*"), 0);
     json_object_set_new(role, "path_hash_prefixes", json_pack("[s]", "ab"));
-    s = fx_targets_signed(1, FAR_FUTURE, NULL,
-                          json_pack("{s:{}, s:[o]}", "keys", "roles", role));
+    s = fx_targets_signed(1, FAR_FUTURE, NULL, json_pack("{s:{}, s:[o]}", "keys", "roles", role));
     assert_int_equal(parse_fail(fx_sign(s, &k0, 1), OTA_TUF_TARGETS), OTA_E_FORMAT);
     role = fx_delegated_role("bin", &dk, 1, 1, json_array(), 0);
     json_object_del(role, "paths");
-    s = fx_targets_signed(1, FAR_FUTURE, NULL,
-                          json_pack("{s:{}, s:[o]}", "keys", "roles", role));
+    s = fx_targets_signed(1, FAR_FUTURE, NULL, json_pack("{s:{}, s:[o]}", "keys", "roles", role));
     assert_int_equal(parse_fail(fx_sign(s, &k0, 1), OTA_TUF_TARGETS), OTA_E_FORMAT);
     role = fx_delegated_role("bin", &dk, 1, 1, json_array(), 0);
     json_object_del(role, "paths");
     json_object_set_new(role, "path_hash_prefixes", json_pack("[s]", "xy"));
-    s = fx_targets_signed(1, FAR_FUTURE, NULL,
-                          json_pack("{s:{}, s:[o]}", "keys", "roles", role));
+    s = fx_targets_signed(1, FAR_FUTURE, NULL, json_pack("{s:{}, s:[o]}", "keys", "roles", role));
     assert_int_equal(parse_fail(fx_sign(s, &k0, 1), OTA_TUF_TARGETS), OTA_E_FORMAT);
     /* succinct delegations are refused, not ignored */
     s = fx_targets_signed(1, FAR_FUTURE, NULL,
@@ -814,26 +807,24 @@ test_metafile_and_rollback(void **state)
     mf.length = -1; /* no length: only the digest */
     assert_int_equal(ota_tuf_metafile_check(&mf, "abcdX", 5, &d), OTA_E_DIGEST);
 
-    assert_int_equal(parse_doc(fx_sign(fx_snapshot_signed(1, FAR_FUTURE,
-                                                          json_pack("{s:o, s:o}", "targets.json",
-                                                                    fx_meta_entry(3, NULL, 0),
-                                                                    "a.json",
-                                                                    fx_meta_entry(2, NULL, 0))),
-                                       &k2, 1),
-                               OTA_TUF_SNAPSHOT, &a, &d),
-                     OTA_OK);
+    assert_int_equal(
+        parse_doc(fx_sign(fx_snapshot_signed(1, FAR_FUTURE,
+                                             json_pack("{s:o, s:o}", "targets.json",
+                                                       fx_meta_entry(3, NULL, 0), "a.json",
+                                                       fx_meta_entry(2, NULL, 0))),
+                          &k2, 1),
+                  OTA_TUF_SNAPSHOT, &a, &d),
+        OTA_OK);
     /* same and higher versions: fine */
-    assert_int_equal(parse_doc(fx_sign(fx_snapshot_signed(2, FAR_FUTURE,
-                                                          json_pack("{s:o, s:o, s:o}",
-                                                                    "targets.json",
-                                                                    fx_meta_entry(4, NULL, 0),
-                                                                    "a.json",
-                                                                    fx_meta_entry(2, NULL, 0),
-                                                                    "b.json",
-                                                                    fx_meta_entry(1, NULL, 0))),
-                                       &k2, 1),
-                               OTA_TUF_SNAPSHOT, &b, &d),
-                     OTA_OK);
+    assert_int_equal(
+        parse_doc(fx_sign(fx_snapshot_signed(2, FAR_FUTURE,
+                                             json_pack("{s:o, s:o, s:o}", "targets.json",
+                                                       fx_meta_entry(4, NULL, 0), "a.json",
+                                                       fx_meta_entry(2, NULL, 0), "b.json",
+                                                       fx_meta_entry(1, NULL, 0))),
+                          &k2, 1),
+                  OTA_TUF_SNAPSHOT, &b, &d),
+        OTA_OK);
     assert_int_equal(ota_tuf_snapshot_check_rollback(a, b, &d), OTA_OK);
     /* b -> a drops b.json and lowers targets.json */
     assert_int_equal(ota_tuf_snapshot_check_rollback(b, a, &d), OTA_E_ROLLBACK);
@@ -860,32 +851,89 @@ test_role_changed(void **state)
 
     (void)state;
     std_roles(r);
-    assert_int_equal(parse_doc(fx_sign(fx_root_signed(1, FAR_FUTURE, 1, r), &k0, 1), OTA_TUF_ROOT,
-                               &a, &d),
-                     OTA_OK);
-    r[1] = (struct fx_role){ { &K[6] }, 1, 1 }; /* new timestamp key */
-    assert_int_equal(parse_doc(fx_sign(fx_root_signed(2, FAR_FUTURE, 1, r), &k0, 1), OTA_TUF_ROOT,
-                               &b, &d),
-                     OTA_OK);
+    assert_int_equal(
+        parse_doc(fx_sign(fx_root_signed(1, FAR_FUTURE, 1, r), &k0, 1), OTA_TUF_ROOT, &a, &d),
+        OTA_OK);
+    r[1] = (struct fx_role){{&K[6]}, 1, 1}; /* new timestamp key */
+    assert_int_equal(
+        parse_doc(fx_sign(fx_root_signed(2, FAR_FUTURE, 1, r), &k0, 1), OTA_TUF_ROOT, &b, &d),
+        OTA_OK);
     assert_true(ota_tuf_root_role_changed(a, b, OTA_TUF_TIMESTAMP));
     assert_false(ota_tuf_root_role_changed(a, b, OTA_TUF_SNAPSHOT));
     assert_false(ota_tuf_root_role_changed(a, b, OTA_TUF_TARGETS));
     ota_tuf_md_free(b);
     std_roles(r);
-    r[2] = (struct fx_role){ { &K[2] }, 1, 2 }; /* same key, new threshold */
-    assert_int_equal(parse_doc(fx_sign(fx_root_signed(2, FAR_FUTURE, 1, r), &k0, 1), OTA_TUF_ROOT,
-                               &b, &d),
-                     OTA_OK);
+    r[2] = (struct fx_role){{&K[2]}, 1, 2}; /* same key, new threshold */
+    assert_int_equal(
+        parse_doc(fx_sign(fx_root_signed(2, FAR_FUTURE, 1, r), &k0, 1), OTA_TUF_ROOT, &b, &d),
+        OTA_OK);
     assert_true(ota_tuf_root_role_changed(a, b, OTA_TUF_SNAPSHOT));
     assert_false(ota_tuf_root_role_changed(a, b, OTA_TUF_TIMESTAMP));
     ota_tuf_md_free(a);
     ota_tuf_md_free(b);
 }
 
+/* formats/tuf.md "Test vector", served indented. */
+#define VEC_KEYID "7ab6b86cb2c9684b0ddc10896153aa2595decf4d4327a5ff1a8ab7422c828b12"
+#define VEC_SIG                                                                                    \
+    "70ad4fc7c9ee928fdf86577ed816b70c20d2ead003109ad78ae7a831e9c01e3b76a710812d04a1a77239afa5"     \
+    "79000bd699758810b94bc6975640d1cbbfa7d407"
+#define VEC_ROLE "{ \"keyids\": [ \"" VEC_KEYID "\" ], \"threshold\": 1 }"
+static const char vector_doc[] =
+    "{\n  \"signatures\": [ { \"keyid\": \"" VEC_KEYID "\",\n    \"sig\": \"" VEC_SIG "\" } ],\n"
+    "  \"signed\": {\n    \"_type\": \"root\",\n    \"spec_version\": \"1.0.31\",\n"
+    "    \"version\": 1,\n    \"expires\": \"2030-01-01T00:00:00Z\",\n"
+    "    \"consistent_snapshot\": true,\n"
+    "    \"keys\": { \"" VEC_KEYID "\": { \"keytype\": \"ed25519\", \"scheme\": \"ed25519\",\n"
+    "      \"keyval\": { \"public\": "
+    "\"8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c\" } } },\n"
+    "    \"roles\": { \"root\": " VEC_ROLE ", \"timestamp\": " VEC_ROLE ",\n"
+    "      \"snapshot\": " VEC_ROLE ", \"targets\": " VEC_ROLE " }\n  }\n}\n";
+
+static void
+test_vector(void **state)
+{
+    struct ota_tuf_md *md = NULL;
+    struct ota_diag    d;
+    char              *canon = NULL, hex[OTA_SHA256_HEX], *tampered, *p;
+    size_t             len = 0;
+    json_t            *sig;
+
+    (void)state;
+    assert_int_equal(
+        ota_tuf_parse(vector_doc, strlen(vector_doc), OTA_JSON_MAX, OTA_TUF_ROOT, &md, &d), OTA_OK);
+    assert_int_equal(ota_tuf_md_verify(md, ota_tuf_root_role(md, OTA_TUF_ROOT), &d), OTA_OK);
+    assert_string_equal(ota_tuf_root_role(md, OTA_TUF_ROOT)->keys[0].keyid, VEC_KEYID);
+    assert_string_equal(K[0].keyid, VEC_KEYID); /* key 1 of the fixtures is the vector's key */
+    assert_int_equal(ota_tuf_md_expires(md), 1893456000);
+    assert_int_equal(ota_cjson_encode(ota_tuf_md_signed(md), OTA_JSON_MAX, &canon, &len, NULL),
+                     OTA_OK);
+    assert_int_equal(len, 742);
+    assert_int_equal(ota_sha256_hex(canon, len, hex), OTA_OK);
+    assert_string_equal(hex, "25174596360ce44104acaf0c46c5ae4a9954a82d2febb7bee4464bb333d4d5bf");
+    /* our signer reproduces the signature byte for byte */
+    sig = fx_sig(&K[0], ota_tuf_md_signed(md));
+    assert_string_equal(json_string_value(json_object_get(sig, "sig")), VEC_SIG);
+    json_decref(sig);
+    free(canon);
+    ota_tuf_md_free(md);
+    /* one changed byte in "signed" and the signature no longer holds */
+    tampered = strdup(vector_doc);
+    p = strstr(tampered, "2030-01-01");
+    p[3] = '1';
+    assert_int_equal(ota_tuf_parse(tampered, strlen(tampered), OTA_JSON_MAX, OTA_TUF_ROOT, &md, &d),
+                     OTA_OK);
+    assert_int_equal(ota_tuf_md_verify(md, ota_tuf_root_role(md, OTA_TUF_ROOT), &d),
+                     OTA_E_THRESHOLD);
+    ota_tuf_md_free(md);
+    free(tampered);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_vector),
         cmocka_unit_test(test_good_root),
         cmocka_unit_test(test_good_timestamp_snapshot_targets),
         cmocka_unit_test(test_wrong_type_and_spec_version),

@@ -22,7 +22,7 @@
 #include "ota/tufclient.h"
 #include "tuf_fixture.h"
 
-#define NOW 1795521600        /* 2026-11-24T12:00:00Z */
+#define NOW 1795521600 /* 2026-11-24T12:00:00Z */
 #define DAY 86400
 #define FAR_FUTURE 4102444800 /* 2100-01-01T00:00:00Z */
 
@@ -31,22 +31,22 @@ static struct fx_key K[12];
 /* ---- repository builder --------------------------------------------------------------- */
 
 struct repo {
-    char      dir[64];
-    char      meta[128];   /* served metadata */
-    char      tdir[128];   /* served targets */
-    char      client[128]; /* the client's metadata_dir */
-    char      url[192];    /* file://.../metadata */
-    char      turl[192];   /* file://.../targets */
-    int       consistent;
-    int       meta_hashes; /* snapshot/timestamp metafiles carry length and sha256 */
+    char           dir[64];
+    char           meta[128];   /* served metadata */
+    char           tdir[128];   /* served targets */
+    char           client[128]; /* the client's metadata_dir */
+    char           url[192];    /* file://.../metadata */
+    char           turl[192];   /* file://.../targets */
+    int            consistent;
+    int            meta_hashes; /* snapshot/timestamp metafiles carry length and sha256 */
     struct fx_role roles[4];
-    long long root_v, ts_v, snap_v, tg_v;
-    int64_t   root_exp, ts_exp, snap_exp, tg_exp;
-    json_t   *targets;     /* path -> entry */
-    json_t   *delegations; /* NULL or the top-level delegations object */
-    json_t   *snap_meta;   /* entries of delegated roles */
-    char     *tg_bytes, *snap_bytes;
-    size_t    tg_len, snap_len;
+    long long      root_v, ts_v, snap_v, tg_v;
+    int64_t        root_exp, ts_exp, snap_exp, tg_exp;
+    json_t        *targets;     /* path -> entry */
+    json_t        *delegations; /* NULL or the top-level delegations object */
+    json_t        *snap_meta;   /* entries of delegated roles */
+    char          *tg_bytes, *snap_bytes;
+    size_t         tg_len, snap_len;
 };
 
 static void
@@ -68,12 +68,34 @@ repo_write(struct repo *r, const char *name, const void *buf, size_t len)
     write_file(p, buf, len);
 }
 
+/* Temp dirs of repositories still open: a failed assertion leaves its test early, so the
+ * group teardown removes what the test could not. */
+static char live[64][64];
+
+static void
+live_set(const char *dir, int on)
+{
+    size_t i;
+
+    for (i = 0; i < 64; i++) {
+        if (on && live[i][0] == '\0') {
+            snprintf(live[i], sizeof live[i], "%s", dir);
+            return;
+        }
+        if (!on && strcmp(live[i], dir) == 0) {
+            live[i][0] = '\0';
+            return;
+        }
+    }
+}
+
 static void
 repo_init(struct repo *r)
 {
     memset(r, 0, sizeof *r);
     snprintf(r->dir, sizeof r->dir, "/tmp/ota-test-tufc.XXXXXX");
     assert_non_null(mkdtemp(r->dir));
+    live_set(r->dir, 1);
     snprintf(r->meta, sizeof r->meta, "%s/metadata", r->dir);
     snprintf(r->tdir, sizeof r->tdir, "%s/targets", r->dir);
     snprintf(r->client, sizeof r->client, "%s/client", r->dir);
@@ -83,10 +105,10 @@ repo_init(struct repo *r)
     assert_int_equal(mkdir(r->tdir, 0755), 0);
     r->consistent = 1;
     r->meta_hashes = 1;
-    r->roles[0] = (struct fx_role){ { &K[0] }, 1, 1 };
-    r->roles[1] = (struct fx_role){ { &K[1] }, 1, 1 };
-    r->roles[2] = (struct fx_role){ { &K[2] }, 1, 1 };
-    r->roles[3] = (struct fx_role){ { &K[3] }, 1, 1 };
+    r->roles[0] = (struct fx_role){{&K[0]}, 1, 1};
+    r->roles[1] = (struct fx_role){{&K[1]}, 1, 1};
+    r->roles[2] = (struct fx_role){{&K[2]}, 1, 1};
+    r->roles[3] = (struct fx_role){{&K[3]}, 1, 1};
     r->root_v = r->ts_v = r->snap_v = r->tg_v = 1;
     r->root_exp = r->ts_exp = r->snap_exp = r->tg_exp = FAR_FUTURE;
     r->targets = json_object();
@@ -103,15 +125,16 @@ repo_free(struct repo *r)
     free(r->snap_bytes);
     if (ota_rm_rf(r->dir, NULL) != OTA_OK)
         fprintf(stderr, "cannot remove %s\n", r->dir);
+    live_set(r->dir, 0);
 }
 
 static void
 publish_root_signed_by(struct repo *r, const struct fx_key *const *signers, size_t n)
 {
-    json_t *doc = fx_sign(fx_root_signed(r->root_v, r->root_exp, r->consistent, r->roles),
-                          signers, n);
-    size_t  len;
-    char   *b = fx_bytes(doc, &len), name[64];
+    json_t *doc =
+        fx_sign(fx_root_signed(r->root_v, r->root_exp, r->consistent, r->roles), signers, n);
+    size_t len;
+    char  *b = fx_bytes(doc, &len), name[64];
 
     snprintf(name, sizeof name, "%lld.root.json", r->root_v);
     repo_write(r, name, b, len);
@@ -143,8 +166,7 @@ static void
 publish_targets(struct repo *r)
 {
     json_t *doc = fx_sign(fx_targets_signed(r->tg_v, r->tg_exp, json_deep_copy(r->targets),
-                                            r->delegations ? json_deep_copy(r->delegations)
-                                                           : NULL),
+                                            r->delegations ? json_deep_copy(r->delegations) : NULL),
                           r->roles[3].keys, r->roles[3].n);
 
     free(r->tg_bytes);
@@ -160,8 +182,8 @@ publish_snapshot(struct repo *r)
 
     json_object_set_new(meta, "targets.json",
                         fx_meta_entry(r->tg_v, r->meta_hashes ? r->tg_bytes : NULL, r->tg_len));
-    doc = fx_sign(fx_snapshot_signed(r->snap_v, r->snap_exp, meta), r->roles[2].keys,
-                  r->roles[2].n);
+    doc =
+        fx_sign(fx_snapshot_signed(r->snap_v, r->snap_exp, meta), r->roles[2].keys, r->roles[2].n);
     free(r->snap_bytes);
     r->snap_bytes = fx_bytes(doc, &r->snap_len);
     repo_write(r, versioned(r, r->snap_v, "snapshot.json"), r->snap_bytes, r->snap_len);
@@ -171,13 +193,13 @@ publish_snapshot(struct repo *r)
 static void
 publish_timestamp(struct repo *r)
 {
-    json_t *doc = fx_sign(fx_timestamp_signed(r->ts_v, r->ts_exp,
-                                              fx_meta_entry(r->snap_v,
-                                                            r->meta_hashes ? r->snap_bytes : NULL,
-                                                            r->snap_len)),
-                          r->roles[1].keys, r->roles[1].n);
-    size_t  len;
-    char   *b = fx_bytes(doc, &len);
+    json_t *doc =
+        fx_sign(fx_timestamp_signed(
+                    r->ts_v, r->ts_exp,
+                    fx_meta_entry(r->snap_v, r->meta_hashes ? r->snap_bytes : NULL, r->snap_len)),
+                r->roles[1].keys, r->roles[1].n);
+    size_t len;
+    char  *b = fx_bytes(doc, &len);
 
     repo_write(r, "timestamp.json", b, len);
     free(b);
@@ -219,8 +241,7 @@ publish_role(struct repo *r, const char *name, long long v, json_t *targets, jso
 
 /* Add a target whose content is served under targets/ (hash-prefixed when consistent). */
 static void
-add_target(struct repo *r, json_t *targets, const char *path, const char *content,
-           json_t *custom)
+add_target(struct repo *r, json_t *targets, const char *path, const char *content, json_t *custom)
 {
     char        hex[OTA_SHA256_HEX], p[1024], dir[512];
     const char *slash = strrchr(path, '/');
@@ -262,8 +283,7 @@ opts_at(const struct repo *r, int64_t now)
 
 /* Open and refresh; *out (if not NULL) receives the client on success. */
 static ota_err
-refresh_opts(const struct ota_tuf_client_opts *o, struct ota_tuf_client **out,
-             struct ota_diag *d)
+refresh_opts(const struct ota_tuf_client_opts *o, struct ota_tuf_client **out, struct ota_diag *d)
 {
     struct ota_tuf_client *c = NULL;
     ota_err                rc;
@@ -457,8 +477,8 @@ test_fresh_refresh(void **state)
     /* nothing new: only timestamp.json is transferred, nothing is rewritten */
     assert_int_equal(stat(r.client, &st), 0);
     {
-        char    *fp = fingerprint(&r), *fp2;
-        char     p[512];
+        char       *fp = fingerprint(&r), *fp2;
+        char        p[512];
         struct stat ts;
         snprintf(p, sizeof p, "%s/timestamp.json", r.meta);
         assert_int_equal(stat(p, &ts), 0);
@@ -526,18 +546,18 @@ test_root_rotation(void **state)
 {
     struct repo            r;
     struct ota_tuf_client *c = NULL;
-    const struct fx_key   *v2[] = { &K[0], &K[5] }, *v3[] = { &K[5], &K[6] }, *old[] = { &K[0] };
+    const struct fx_key   *v2[] = {&K[0], &K[5]}, *v3[] = {&K[5], &K[6]}, *old[] = {&K[0]};
 
     (void)state;
     std_repo(&r);
     /* 1 -> 2: root key K0 -> K5, targets key K3 -> K7; signed by old and new */
     r.root_v = 2;
-    r.roles[0] = (struct fx_role){ { &K[5] }, 1, 1 };
-    r.roles[3] = (struct fx_role){ { &K[7] }, 1, 1 };
+    r.roles[0] = (struct fx_role){{&K[5]}, 1, 1};
+    r.roles[3] = (struct fx_role){{&K[7]}, 1, 1};
     publish_root_signed_by(&r, v2, 2);
     /* 2 -> 3: K5 -> K6 */
     r.root_v = 3;
-    r.roles[0] = (struct fx_role){ { &K[6] }, 1, 1 };
+    r.roles[0] = (struct fx_role){{&K[6]}, 1, 1};
     publish_root_signed_by(&r, v3, 2);
     r.tg_v = 2;
     r.snap_v = 2;
@@ -561,7 +581,7 @@ test_root_rotation(void **state)
         snprintf(p, sizeof p, "%s/4.root.json", r.meta);
         assert_int_equal(unlink(p), 0);
     }
-    r.roles[3] = (struct fx_role){ { &K[3] }, 1, 1 }; /* sign targets v3 with the old key */
+    r.roles[3] = (struct fx_role){{&K[3]}, 1, 1}; /* sign targets v3 with the old key */
     r.tg_v = 3;
     r.snap_v = 3;
     r.ts_v = 3;
@@ -575,14 +595,14 @@ static void
 test_root_needs_both_thresholds(void **state)
 {
     struct repo          r;
-    const struct fx_key *new_only[] = { &K[5] }, *old_only[] = { &K[0] };
+    const struct fx_key *new_only[] = {&K[5]}, *old_only[] = {&K[0]};
     char                 p[512];
 
     (void)state;
     std_repo(&r);
     assert_int_equal(refresh_at(&r, NOW, NULL), OTA_OK);
     r.root_v = 2;
-    r.roles[0] = (struct fx_role){ { &K[5] }, 1, 1 };
+    r.roles[0] = (struct fx_role){{&K[5]}, 1, 1};
     /* signed only by the new key: the trusted root's threshold is not met */
     publish_root_signed_by(&r, new_only, 1);
     expect_refresh_fails(&r, NOW, OTA_E_THRESHOLD);
@@ -593,7 +613,7 @@ test_root_needs_both_thresholds(void **state)
     snprintf(p, sizeof p, "%s/2.root.json", r.meta);
     assert_int_equal(unlink(p), 0);
     {
-        const struct fx_key *both[] = { &K[0], &K[5] };
+        const struct fx_key *both[] = {&K[0], &K[5]};
         r.root_v = 3;
         publish_root_signed_by(&r, both, 2);
         assert_int_equal(rename(strcat(strcpy(p, r.meta), "/3.root.json"),
@@ -603,7 +623,7 @@ test_root_needs_both_thresholds(void **state)
     expect_refresh_fails(&r, NOW, OTA_E_FORMAT);
     /* an older root served as the next one */
     {
-        const struct fx_key *both[] = { &K[0], &K[5] };
+        const struct fx_key *both[] = {&K[0], &K[5]};
         r.root_v = 1;
         publish_root_signed_by(&r, both, 2);
         snprintf(p, sizeof p, "%s/1.root.json", r.meta);
@@ -621,7 +641,7 @@ test_threshold_not_met(void **state)
     (void)state;
     repo_init(&r);
     add_target(&r, r.targets, "a", "a", NULL);
-    r.roles[1] = (struct fx_role){ { &K[1], &K[4] }, 2, 2 };
+    r.roles[1] = (struct fx_role){{&K[1], &K[4]}, 2, 2};
     publish_root(&r);
     r.roles[1].n = 1; /* timestamp signed by K1 only */
     publish_all(&r);
@@ -877,7 +897,7 @@ test_fast_forward_recovery(void **state)
 {
     struct repo            r;
     struct ota_tuf_client *c = NULL;
-    const struct fx_key   *both[] = { &K[0] };
+    const struct fx_key   *both[] = {&K[0]};
 
     (void)state;
     std_repo(&r);
@@ -891,7 +911,7 @@ test_fast_forward_recovery(void **state)
     expect_refresh_fails(&r, NOW, OTA_E_ROLLBACK);
     /* rotating the timestamp key in a new root voids the fast-forwarded copy */
     r.root_v = 2;
-    r.roles[1] = (struct fx_role){ { &K[4] }, 1, 1 };
+    r.roles[1] = (struct fx_role){{&K[4]}, 1, 1};
     publish_root_signed_by(&r, both, 1);
     publish_timestamp(&r);
     assert_int_equal(refresh_at(&r, NOW, &c), OTA_OK);
@@ -906,7 +926,7 @@ static void
 test_fast_forward_cleared_even_if_timestamp_fails(void **state)
 {
     struct repo          r;
-    const struct fx_key *k0[] = { &K[0] };
+    const struct fx_key *k0[] = {&K[0]};
 
     (void)state;
     std_repo(&r);
@@ -916,7 +936,7 @@ test_fast_forward_cleared_even_if_timestamp_fails(void **state)
     assert_true(client_has(&r, "timestamp.json"));
     /* a new root rotates the timestamp key; the new timestamp is not there yet */
     r.root_v = 2;
-    r.roles[1] = (struct fx_role){ { &K[4] }, 1, 1 };
+    r.roles[1] = (struct fx_role){{&K[4]}, 1, 1};
     publish_root_signed_by(&r, k0, 1);
     {
         char p[512];
@@ -940,20 +960,20 @@ delegations_of(const struct fx_key *key, json_t *roles)
 static void
 test_delegations(void **state)
 {
-    struct repo                r;
-    struct ota_tuf_client     *c = NULL;
-    struct ota_tuf_target      t;
-    struct ota_diag            d;
-    const struct fx_key       *dk[] = { &K[4] }, *bad[] = { &K[5] };
-    json_t                    *apps;
+    struct repo            r;
+    struct ota_tuf_client *c = NULL;
+    struct ota_tuf_target  t;
+    struct ota_diag        d;
+    const struct fx_key   *dk[] = {&K[4]}, *bad[] = {&K[5]};
+    json_t                *apps;
 
     (void)state;
     repo_init(&r);
     add_target(&r, r.targets, "top.txt", "top", NULL);
     r.delegations = delegations_of(
-        &K[4], json_pack("[o, o]",
-                         fx_delegated_role("apps", dk, 1, 1, json_pack("[s]", "apps/*"), 0),
-                         fx_delegated_role("../evil", dk, 1, 1, json_pack("[s]", "evil/*"), 0)));
+        &K[4],
+        json_pack("[o, o]", fx_delegated_role("apps", dk, 1, 1, json_pack("[s]", "apps/*"), 0),
+                  fx_delegated_role("../evil", dk, 1, 1, json_pack("[s]", "evil/*"), 0)));
     apps = json_object();
     add_target(&r, apps, "apps/a.ota", "app a", NULL);
     add_target(&r, apps, "other/b.ota", "outside the role's paths", NULL);
@@ -1022,7 +1042,7 @@ test_terminating(void **state)
     struct ota_tuf_client *c = NULL;
     struct ota_tuf_target  t;
     struct ota_diag        d;
-    const struct fx_key   *dk[] = { &K[4] };
+    const struct fx_key   *dk[] = {&K[4]};
     json_t                *ta, *tb, *tc;
     int                    terminating;
 
@@ -1041,11 +1061,11 @@ test_terminating(void **state)
         tb = json_object();
         add_target(&r, tb, "in-b", "b", NULL);
         add_target(&r, tb, "in-c", "c from b", NULL);
-        publish_role(&r, "A", 1, ta,
-                     delegations_of(&K[4], json_pack("[o]", fx_delegated_role(
-                                                                "C", dk, 1, 1,
-                                                                json_pack("[s]", "*"), 0))),
-                     dk, 1);
+        publish_role(
+            &r, "A", 1, ta,
+            delegations_of(&K[4], json_pack("[o]", fx_delegated_role("C", dk, 1, 1,
+                                                                     json_pack("[s]", "*"), 0))),
+            dk, 1);
         publish_role(&r, "B", 1, tb, NULL, dk, 1);
         publish_role(&r, "C", 1, tc, NULL, dk, 1);
         publish_root(&r);
@@ -1072,7 +1092,7 @@ test_delegation_bound(void **state)
     struct ota_tuf_client_opts o;
     struct ota_tuf_target      t;
     struct ota_diag            d;
-    const struct fx_key       *dk[] = { &K[4] };
+    const struct fx_key       *dk[] = {&K[4]};
     char                       name[8], next[8];
     int                        i;
 
@@ -1087,11 +1107,11 @@ test_delegation_bound(void **state)
         snprintf(next, sizeof next, "r%d", i == 4 ? 1 : i + 1);
         if (i == 4)
             add_target(&r, tg, "deep", "deep", NULL);
-        publish_role(&r, name, 1, tg,
-                     delegations_of(&K[4], json_pack("[o]", fx_delegated_role(
-                                                                next, dk, 1, 1,
-                                                                json_pack("[s]", "*"), 0))),
-                     dk, 1);
+        publish_role(
+            &r, name, 1, tg,
+            delegations_of(&K[4], json_pack("[o]", fx_delegated_role(next, dk, 1, 1,
+                                                                     json_pack("[s]", "*"), 0))),
+            dk, 1);
     }
     publish_root(&r);
     publish_all(&r);
@@ -1119,7 +1139,7 @@ test_delegation_visits_once(void **state)
     struct ota_tuf_client_opts o;
     struct ota_tuf_target      t;
     struct ota_diag            d;
-    const struct fx_key       *dk[] = { &K[4] };
+    const struct fx_key       *dk[] = {&K[4]};
     json_t                    *te;
 
     (void)state;
@@ -1129,19 +1149,17 @@ test_delegation_visits_once(void **state)
     r.delegations = delegations_of(
         &K[4], json_pack("[o, o]", fx_delegated_role("A", dk, 1, 1, json_pack("[s]", "*"), 0),
                          fx_delegated_role("B", dk, 1, 1, json_pack("[s]", "*"), 0)));
-    publish_role(&r, "A", 1, json_object(),
-                 delegations_of(&K[4], json_pack("[o]", fx_delegated_role(
-                                                            "C", dk, 1, 1, json_pack("[s]", "*"),
-                                                            0))),
-                 dk, 1);
-    publish_role(&r, "B", 1, json_object(),
-                 delegations_of(&K[4],
-                                json_pack("[o, o]",
-                                          fx_delegated_role("C", dk, 1, 1, json_pack("[s]", "*"),
-                                                            0),
-                                          fx_delegated_role("E", dk, 1, 1, json_pack("[s]", "*"),
-                                                            0))),
-                 dk, 1);
+    publish_role(
+        &r, "A", 1, json_object(),
+        delegations_of(
+            &K[4], json_pack("[o]", fx_delegated_role("C", dk, 1, 1, json_pack("[s]", "*"), 0))),
+        dk, 1);
+    publish_role(
+        &r, "B", 1, json_object(),
+        delegations_of(
+            &K[4], json_pack("[o, o]", fx_delegated_role("C", dk, 1, 1, json_pack("[s]", "*"), 0),
+                             fx_delegated_role("E", dk, 1, 1, json_pack("[s]", "*"), 0))),
+        dk, 1);
     publish_role(&r, "C", 1, json_object(), NULL, dk, 1);
     te = json_object();
     add_target(&r, te, "in-e", "e", NULL);
@@ -1209,8 +1227,8 @@ test_cli(void **state)
                      0);
     assert_true(client_has(&r, "targets.json"));
     assert_int_equal(run_cli("--metadata-dir", r.client, "--metadata-url", r.url, "--target-name",
-                             "dir/file one.txt", "--target-name", "plain.txt", "--target-dir",
-                             tdir, "--target-base-url", r.turl, "download", NULL),
+                             "dir/file one.txt", "--target-name", "plain.txt", "--target-dir", tdir,
+                             "--target-base-url", r.turl, "download", NULL),
                      0);
     snprintf(p, sizeof p, "%s/dir%%2Ffile%%20one.txt", tdir);
     assert_int_equal(ota_read_file(p, 1000, &buf, &len, NULL), OTA_OK);
@@ -1240,8 +1258,8 @@ test_cli(void **state)
         assert_int_equal(unlink(p), 0);
     }
     assert_int_equal(run_cli("--metadata-dir", r.client, "--metadata-url", r.url, "--target-name",
-                             "dir/file one.txt", "--target-dir", tdir, "--target-base-url",
-                             r.turl, "download", NULL),
+                             "dir/file one.txt", "--target-dir", tdir, "--target-base-url", r.turl,
+                             "download", NULL),
                      1);
     dir = opendir(tdir);
     assert_non_null(dir);
@@ -1252,14 +1270,26 @@ test_cli(void **state)
     assert_int_equal(files, 1); /* plain.txt only: no partial or temp file left */
     /* unknown target, usage errors */
     assert_int_equal(run_cli("--metadata-dir", r.client, "--metadata-url", r.url, "--target-name",
-                             "nope", "--target-dir", tdir, "--target-base-url", r.turl,
-                             "download", NULL),
+                             "nope", "--target-dir", tdir, "--target-base-url", r.turl, "download",
+                             NULL),
                      1);
     assert_int_equal(run_cli("--metadata-dir", r.client, "refresh", NULL), 1);
     assert_int_equal(run_cli("--metadata-dir", r.client, "frobnicate", NULL), 1);
     assert_int_equal(run_cli("--metadata-dir", r.client, "--bogus", "x", "refresh", NULL), 1);
     assert_int_equal(run_cli("refresh", "--metadata-url", r.url, NULL), 1);
     repo_free(&r);
+}
+
+static int
+teardown(void **state)
+{
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < 64; i++)
+        if (live[i][0] != '\0' && ota_rm_rf(live[i], NULL) != OTA_OK)
+            fprintf(stderr, "cannot remove %s\n", live[i]);
+    return 0;
 }
 
 int
@@ -1284,5 +1314,5 @@ main(void)
         cmocka_unit_test(test_cli),
     };
 
-    return cmocka_run_group_tests(tests, setup, NULL);
+    return cmocka_run_group_tests(tests, setup, teardown);
 }

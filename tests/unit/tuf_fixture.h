@@ -23,12 +23,12 @@ struct fx_key {
 };
 
 /* Fixtures abort on impossible failures: a broken fixture is not a test result. */
-#define FX_CHECK(x)                                                                            \
-    do {                                                                                       \
-        if (!(x)) {                                                                            \
-            fprintf(stderr, "%s:%d: fixture failure: %s\n", __FILE__, __LINE__, #x);           \
-            abort();                                                                           \
-        }                                                                                      \
+#define FX_CHECK(x)                                                                                \
+    do {                                                                                           \
+        if (!(x)) {                                                                                \
+            fprintf(stderr, "%s:%d: fixture failure: %s\n", __FILE__, __LINE__, #x);               \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 /* Key number n: seed = 32 bytes of value n. */
@@ -112,7 +112,7 @@ struct fx_role {
 static json_t *
 fx_root_signed(long long version, int64_t expires, int consistent, const struct fx_role r[4])
 {
-    static const char *const names[4] = { "root", "timestamp", "snapshot", "targets" };
+    static const char *const names[4] = {"root", "timestamp", "snapshot", "targets"};
     json_t                  *keys = json_object(), *roles = json_object();
     char                     exp[21];
     size_t                   i, j;
@@ -124,9 +124,9 @@ fx_root_signed(long long version, int64_t expires, int consistent, const struct 
                      0);
             FX_CHECK(json_array_append_new(ids, json_string(r[i].keys[j]->keyid)) == 0);
         }
-        FX_CHECK(json_object_set_new(roles, names[i],
-                                     json_pack("{s:o, s:i}", "keyids", ids, "threshold",
-                                               r[i].threshold)) == 0);
+        FX_CHECK(json_object_set_new(
+                     roles, names[i],
+                     json_pack("{s:o, s:i}", "keyids", ids, "threshold", r[i].threshold)) == 0);
     }
     fx_time(expires, exp);
     return json_pack("{s:s, s:s, s:I, s:s, s:b, s:o, s:o}", "_type", "root", "spec_version",
