@@ -435,8 +435,8 @@ find_sent(const struct sent *s, size_t n, const char *id)
 /* Checks the whole reply before anything is recorded: a reply that names an id we did not send,
  * or one id as both accepted and rejected, is a broken server, and changes nothing. */
 static ota_err
-read_reply(struct run *x, const char *model, const struct ota_outbox_batch *b,
-           const struct sent *s, size_t ns, unsigned char *ans, json_t **out, struct ota_diag *d)
+read_reply(struct run *x, const char *model, const struct sent *s, size_t ns, unsigned char *ans,
+           json_t **out, struct ota_diag *d)
 {
     json_t *v = NULL, *acc, *rej, *e;
     size_t  i;
@@ -489,7 +489,6 @@ read_reply(struct run *x, const char *model, const struct ota_outbox_batch *b,
         }
         ans[row] = ANS_REJECTED;
     }
-    (void)b;
     *out = v;
     return OTA_OK;
 fail:
@@ -578,7 +577,7 @@ send_batch(struct run *x, const char *model, const char *url, struct ota_outbox_
     rc = post(x, url, model, &body, d);
     if (rc != OTA_OK)
         goto out;
-    rc = read_reply(x, model, b, s, ns, ans, &reply, d);
+    rc = read_reply(x, model, s, ns, ans, &reply, d);
     if (rc != OTA_OK)
         goto out;
     /* Acknowledgements first, in one transaction: a crash after this point resends at most
