@@ -260,8 +260,8 @@ ota_agent_recover(struct ota_agent *a, struct ota_diag *d)
     return layout_recover(a, &repaired, d);
 }
 
-ota_err
-agent_startup_local(struct ota_agent *a, struct ota_agent_startup *s, struct ota_diag *d)
+static ota_err
+startup_local_steps(struct ota_agent *a, struct ota_agent_startup *s, struct ota_diag *d)
 {
     struct ota_agent_result ar;
     struct ota_diag         gd;
@@ -296,6 +296,18 @@ agent_startup_local(struct ota_agent *a, struct ota_agent_startup *s, struct ota
     rc = layout_count_launch(a, d);
     if (rc == OTA_OK)
         rc = agent_pointers(a, s->active, NULL, d);
+    return rc;
+}
+
+ota_err
+agent_startup_local(struct ota_agent *a, struct ota_agent_startup *s, struct ota_diag *d)
+{
+    ota_err rc;
+
+    /* The app waits for startup: a sync the gate runs here is bounded like the check. */
+    a->sync_bound_ms = a->cfg->check_timeout_s * 1000;
+    rc = startup_local_steps(a, s, d);
+    a->sync_bound_ms = 0;
     return rc;
 }
 
@@ -365,7 +377,7 @@ vcmp(const char *x, const char *y)
 /* The newest present staged release above the active one ("" if none). */
 ota_err
 agent_newest_staged(struct ota_agent *a, const char *active, char out[OTA_VERSION_STR_MAX],
-              struct ota_diag *d)
+                    struct ota_diag *d)
 {
     struct rel *list = NULL;
     size_t      n = 0;
@@ -390,16 +402,16 @@ ota_err
 agent_change(struct ota_agent *a, const char *version, enum change_kind kind, int force,
              struct ota_agent_result *res, struct ota_diag *d)
 {
-    char               active[OTA_VERSION_STR_MAX], prev[OTA_VERSION_STR_MAX];
-    char               target[OTA_VERSION_STR_MAX], fallback[OTA_VERSION_STR_MAX];
-    char               reason[AGENT_REASON_MAX];
-    struct rel         r;
-    struct ota_release rel;
+    char                    active[OTA_VERSION_STR_MAX], prev[OTA_VERSION_STR_MAX];
+    char                    target[OTA_VERSION_STR_MAX], fallback[OTA_VERSION_STR_MAX];
+    char                    reason[AGENT_REASON_MAX];
+    struct rel              r;
+    struct ota_release      rel;
     struct ota_agent_result tmp;
-    enum rel_state     new_state;
-    int                old_state = -1;
-    const char        *new_prev = NULL;
-    ota_err            rc;
+    enum rel_state          new_state;
+    int                     old_state = -1;
+    const char             *new_prev = NULL;
+    ota_err                 rc;
 
     memset(&r, 0, sizeof(r));
     memset(&rel, 0, sizeof(rel));
@@ -450,14 +462,14 @@ agent_change(struct ota_agent *a, const char *version, enum change_kind kind, in
         }
         if (vcmp(target, active) > 0) {
             rc = ota_diag_set(d, OTA_E_INVALID,
-                              "'%s' is newer than the active release '%s': use activate",
-                              target, active);
+                              "'%s' is newer than the active release '%s': use activate", target,
+                              active);
             goto out;
         }
     } else if (active[0] != '\0' && vcmp(target, active) < 0) {
         rc = ota_diag_set(d, OTA_E_ROLLBACK,
-                          "'%s' is older than the active release '%s': use rollback --to",
-                          target, active);
+                          "'%s' is older than the active release '%s': use rollback --to", target,
+                          active);
         goto out;
     }
 
@@ -473,6 +485,15 @@ agent_change(struct ota_agent *a, const char *version, enum change_kind kind, in
     case CHANGE_INSTALL:
         new_state = active[0] ? REL_TRIAL : REL_ACTIVE;
         new_prev = active[0] ? active : NULL;
+        if (active[0] != '\0') {
+            /* A release that ran without a trial (first install, rollback target) until this
+             * update is the known-good one to come back to. */
+            struct rel old;
+            memset(&old, 0, sizeof(old));
+            if (state_rel_get(&a->st, active, &old, NULL) == OTA_OK && old.state == REL_ACTIVE)
+                old_state = REL_CONFIRMED;
+            rel_clear(&old);
+        }
         break;
     case CHANGE_ROLLBACK:
     case CHANGE_AUTO_ROLLBACK:
@@ -532,10 +553,10 @@ rel_json(const struct rel *r)
 
     ota_time_format(r->staged_at, st);
     ota_time_format(r->activated_at, at);
-    return json_pack("{s:s, s:s, s:s, s:s, s:b, s:b, s:I, s:s, s:s?, s:s?}", "version",
-                     r->version, "state", rel_state_name(r->state), "model", r->model,
-                     "source", r->source, "present", r->present, "breaking", r->breaking,
-                     "launches", (json_int_t)r->launches, "staged_at", st, "activated_at",
+    return json_pack("{s:s, s:s, s:s, s:s, s:b, s:b, s:I, s:s, s:s?, s:s?}", "version", r->version,
+                     "state", rel_state_name(r->state), "model", r->model, "source", r->source,
+                     "present", r->present, "breaking", r->breaking, "launches",
+                     (json_int_t)r->launches, "staged_at", st, "activated_at",
                      r->activated_at ? at : NULL, "reason", r->reason[0] ? r->reason : NULL);
 }
 
@@ -581,9 +602,8 @@ ota_agent_status(struct ota_agent *a, json_t **out, struct ota_diag *d)
             goto nomem;
         if (strcmp(list[i].version, active) == 0) {
             act = json_pack("{s:s, s:s, s:I, s:I, s:b}", "version", active, "state",
-                            rel_state_name(list[i].state), "launches",
-                            (json_int_t)list[i].launches, "trial_launches",
-                            (json_int_t)a->cfg->trial_launches, "on_trial",
+                            rel_state_name(list[i].state), "launches", (json_int_t)list[i].launches,
+                            "trial_launches", (json_int_t)a->cfg->trial_launches, "on_trial",
                             list[i].state == REL_TRIAL);
             if (act == NULL)
                 goto nomem;
@@ -595,12 +615,11 @@ ota_agent_status(struct ota_agent *a, json_t **out, struct ota_diag *d)
     /* "o" steals each reference, also when json_pack fails. */
     o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s?, s:o, s:s?, s:o, s:o, s:o, s:o, s:o}",
                   "device_id", a->device_id, "app", a->cfg->app, "channel", a->cfg->channel,
-                  "runtime_version", a->cfg->runtime_version, "agent_version",
-                  OTA_AGENT_VERSION, "current", a->current, "current_target",
-                  cur[0] ? cur : NULL, "active", act, "previous", prev[0] ? prev : NULL,
-                  "releases", rels, "metadata", tuf, "gate", gate_j ? gate_j : json_null(),
-                  "last_check", check_j ? check_j : json_null(), "activating",
-                  actv_j ? actv_j : json_null());
+                  "runtime_version", a->cfg->runtime_version, "agent_version", OTA_AGENT_VERSION,
+                  "current", a->current, "current_target", cur[0] ? cur : NULL, "active", act,
+                  "previous", prev[0] ? prev : NULL, "releases", rels, "metadata", tuf, "gate",
+                  gate_j ? gate_j : json_null(), "last_check", check_j ? check_j : json_null(),
+                  "activating", actv_j ? actv_j : json_null());
     rels = tuf = act = NULL;
     if (o == NULL)
         goto nomem;

@@ -3,6 +3,7 @@
 #define OTA_AGENT_INT_H
 
 #include <limits.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdint.h>
 
@@ -24,8 +25,8 @@ best_effort(ota_err rc)
 
 enum rel_state {
     REL_STAGED = 0,
-    REL_ACTIVE,      /* running, not on trial (first install, rollback target) */
-    REL_TRIAL,       /* running, waiting for confirm */
+    REL_ACTIVE, /* running, not on trial (first install, rollback target) */
+    REL_TRIAL,  /* running, waiting for confirm */
     REL_CONFIRMED,
     REL_ROLLED_BACK, /* rolled back from by request: not offered again */
     REL_FAILED,      /* trial ran out of launches: not offered again */
@@ -39,15 +40,15 @@ struct rel {
     char           version[OTA_VERSION_STR_MAX];
     enum rel_state state;
     char           model[OTA_ID_MAX + 1];
-    char          *release_json;   /* canonical release JSON, malloc'd */
-    int            breaking;       /* published with --breaking */
-    char           sha256[65];     /* of the bundle ("" for unknown) */
+    char          *release_json; /* canonical release JSON, malloc'd */
+    int            breaking;     /* published with --breaking */
+    char           sha256[65];   /* of the bundle ("" for unknown) */
     int64_t        length;
-    char           source[16];     /* "repository", "sideload", "factory" */
+    char           source[16]; /* "repository", "sideload", "factory" */
     int64_t        staged_at;
-    int64_t        activated_at;   /* 0 = never */
+    int64_t        activated_at; /* 0 = never */
     int64_t        launches;
-    int            present;        /* bundles/<version> exists */
+    int            present; /* bundles/<version> exists */
     char           reason[AGENT_REASON_MAX];
 };
 
@@ -101,13 +102,15 @@ struct ota_agent {
     int64_t                        fixed_now;
     unsigned                       lock_wait_ms;
     struct state                   st;
-    int                            lock_fd;       /* -1 when not held */
-    int                            dir_fd;        /* state_dir, O_DIRECTORY */
-    char                           dir[AGENT_PATH_MAX];        /* absolute state_dir */
-    char                           current[AGENT_PATH_MAX];    /* dir/current */
+    int                            lock_fd;                 /* -1 when not held */
+    int                            dir_fd;                  /* state_dir, O_DIRECTORY */
+    char                           dir[AGENT_PATH_MAX];     /* absolute state_dir */
+    char                           current[AGENT_PATH_MAX]; /* dir/current */
     char                           device_id[33];
     /* Test hook: stop an activation after this many steps (0 = never). */
-    int                            crash_after_step;
+    int crash_after_step;
+    /* Bound of the gate's sync (ms; 0 = none): set during startup, which must not hang. */
+    int64_t sync_bound_ms;
 };
 
 int64_t agent_now(const struct ota_agent *a);
@@ -116,7 +119,7 @@ ota_err agent_path(const struct ota_agent *a, char *buf, const char *fmt, ...)
 ota_err agent_lock(struct ota_agent *a, unsigned wait_ms, struct ota_diag *d) OTA_MUST_CHECK;
 void    agent_unlock(struct ota_agent *a);
 /* Version the `current` link points to ("" if none or not bundles/<v>). */
-void    agent_current_target(struct ota_agent *a, char out[OTA_VERSION_STR_MAX]);
+void agent_current_target(struct ota_agent *a, char out[OTA_VERSION_STR_MAX]);
 /* Active and previous versions from the database ("" if none). */
 ota_err agent_pointers(struct ota_agent *a, char active[OTA_VERSION_STR_MAX],
                        char prev[OTA_VERSION_STR_MAX], struct ota_diag *d) OTA_MUST_CHECK;
@@ -132,8 +135,8 @@ enum change_kind { CHANGE_ACTIVATE, CHANGE_ROLLBACK, CHANGE_AUTO_ROLLBACK, CHANG
  * previous release becomes `prev` (NULL: the release active before). new_state is the state of
  * the new active release; old_state (or -1 to keep) that of the release it replaces. */
 ota_err layout_switch(struct ota_agent *a, const char *version, enum change_kind kind,
-                      enum rel_state new_state, int old_state, const char *prev,
-                      const char *reason, struct ota_diag *d) OTA_MUST_CHECK;
+                      enum rel_state new_state, int old_state, const char *prev, const char *reason,
+                      struct ota_diag *d) OTA_MUST_CHECK;
 /* Point `current` at bundles/<version> atomically (no database). */
 ota_err layout_swap_link(struct ota_agent *a, const char *version,
                          struct ota_diag *d) OTA_MUST_CHECK;
@@ -163,10 +166,10 @@ ota_err agent_change(struct ota_agent *a, const char *version, enum change_kind 
 /* ---- gate.c: the data gate ------------------------------------------------------------ */
 
 struct gate_verdict {
-    int      open;                   /* 1: the change may happen */
+    int      open;                          /* 1: the change may happen */
     char     model[OTA_GATE_MODEL_MAX + 1]; /* first model that holds it back */
-    uint64_t count;                  /* its pending changes */
-    uint64_t total;                  /* all pending changes that hold it back */
+    uint64_t count;                         /* its pending changes */
+    uint64_t total;                         /* all pending changes that hold it back */
 };
 
 /* Decide, without syncing, whether pending changes stop a switch to target. */
@@ -176,8 +179,22 @@ ota_err gate_evaluate(struct ota_agent *a, const struct ota_release *target, int
  * evaluate again; still closed: OTA_E_GATED ("waiting for sync: N changes under model M"),
  * recorded for status/explain, unless force, which exports the pending rows first (path in
  * res->export_path) and lets the change through. */
-ota_err gate_check(struct ota_agent *a, const struct ota_release *target, int breaking,
-                   int force, struct ota_agent_result *res, struct ota_diag *d) OTA_MUST_CHECK;
+ota_err gate_check(struct ota_agent *a, const struct ota_release *target, int breaking, int force,
+                   struct ota_agent_result *res, struct ota_diag *d) OTA_MUST_CHECK;
+
+/* ---- bounded.c: a step in a child process, stopped at a bound ------------------------- */
+
+/* The step: runs in the child with its own database connection; out has the caller's out_len
+ * bytes (NULL when 0) and is copied back on completion. */
+typedef ota_err (*bounded_fn)(struct ota_agent *a, void *out, struct ota_diag *d);
+
+/* Run fn in a child; the parent's database connection is closed across the fork and reopened.
+ * OTA_E_TIMEOUT ("<what> did not finish within N s") after timeout_ms (0: no bound) or when
+ * *stop (may be NULL) becomes non-zero; the child is then killed. out_len <= 4096. */
+ota_err agent_bounded(struct ota_agent *a, int64_t timeout_ms, volatile sig_atomic_t *stop,
+                      bounded_fn fn, void *out, size_t out_len, const char *what,
+                      struct ota_diag *d) OTA_MUST_CHECK;
+int64_t agent_mono_ms(void);
 
 /* ---- check.c ------------------------------------------------------------------------- */
 
@@ -185,8 +202,8 @@ ota_err gate_check(struct ota_agent *a, const struct ota_release *target, int br
 ota_err agent_newest_staged(struct ota_agent *a, const char *active, char out[OTA_VERSION_STR_MAX],
                             struct ota_diag *d) OTA_MUST_CHECK;
 /* Record the result of a check in meta "last_check" for status. */
-void    agent_record_check(struct ota_agent *a, ota_err rc, const struct ota_agent_check *res,
-                           const struct ota_diag *d);
+void agent_record_check(struct ota_agent *a, ota_err rc, const struct ota_agent_check *res,
+                        const struct ota_diag *d);
 
 ota_err check_run(struct ota_agent *a, struct ota_agent_check *res,
                   struct ota_diag *d) OTA_MUST_CHECK;

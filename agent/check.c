@@ -55,8 +55,8 @@ tuf_open(struct ota_agent *a, struct tuf *t, int refresh, struct ota_diag *d)
         agent_path(a, root, "metadata/root.json") != OTA_OK ||
         snprintf(t->meta_url, sizeof(t->meta_url), "%s/metadata", a->cfg->repository_url) >=
             (int)sizeof(t->meta_url) ||
-        snprintf(t->targets_url, sizeof(t->targets_url), "%s/targets",
-                 a->cfg->repository_url) >= (int)sizeof(t->targets_url))
+        snprintf(t->targets_url, sizeof(t->targets_url), "%s/targets", a->cfg->repository_url) >=
+            (int)sizeof(t->targets_url))
         return ota_diag_set(d, OTA_E_TOO_BIG, "path or URL too long");
     if (access(root, F_OK) != 0) {
         /* First start: the root shipped with the app becomes the trust anchor. */
@@ -100,12 +100,12 @@ tuf_close(struct tuf *t)
 struct cand {
     int                valid;
     struct ota_release rel;
-    char              *rel_json;        /* canonical JSON of rel */
+    char              *rel_json; /* canonical JSON of rel */
     char               path[1024];
     uint64_t           length;
     unsigned char      sha256[OTA_SHA256_LEN];
     char               sha_hex[OTA_SHA256_HEX];
-    int                listed;          /* on the device's channel */
+    int                listed; /* on the device's channel */
     long long          rollout;
     int                yanked, breaking;
     int                runtime_ok, agent_ok, bucket_ok;
@@ -250,12 +250,15 @@ refused_here(struct ota_agent *a, const char *version)
 
 struct pick {
     struct ota_agent *a;
-    const char       *active;       /* "" if none */
-    struct cand       best;         /* check: the release to install */
-    struct cand       newest;       /* explain: the newest on the channel */
+    const char       *active; /* "" if none */
+    struct cand       best;   /* check: the release to install */
+    struct cand       newest; /* explain: the newest on the channel */
     int               explain;
-    unsigned          skipped;      /* malformed targets of this app */
+    unsigned          skipped; /* malformed targets of this app */
     struct ota_diag   skip_diag;
+    /* Versions of this app the repository has yanked (check withdraws them if staged). */
+    char   yanked[32][OTA_VERSION_STR_MAX];
+    size_t n_yanked;
 };
 
 static int
@@ -279,6 +282,8 @@ pick_cb(void *ctx, const struct ota_tuf_target *t)
         p->skipped++;
         return 0;
     }
+    if (c.yanked && p->n_yanked < sizeof(p->yanked) / sizeof(p->yanked[0]))
+        snprintf(p->yanked[p->n_yanked++], OTA_VERSION_STR_MAX, "%s", c.rel.version);
     if (p->explain) {
         if (!c.listed || !cand_newer(&c, &p->newest))
             goto drop;
@@ -299,11 +304,11 @@ drop:
 /* ---- download ------------------------------------------------------------------------ */
 
 struct sink {
-    int       fd;
-    uint64_t  skip;   /* bytes to drop first (a server that ignored Range resends them) */
-    uint64_t  base, total;
+    int               fd;
+    uint64_t          skip; /* bytes to drop first (a server that ignored Range resends them) */
+    uint64_t          base, total;
     struct ota_agent *a;
-    const char *version;
+    const char       *version;
 };
 
 static ota_err
@@ -327,9 +332,8 @@ sink_write(void *ctx, const void *buf, size_t len, struct ota_diag *d)
 }
 
 static ota_err
-download(struct ota_agent *a, struct tuf *t, const struct ota_tuf_target *tt,
-         const struct cand *c, const char *part, struct ota_agent_check *res,
-         struct ota_diag *d)
+download(struct ota_agent *a, struct tuf *t, const struct ota_tuf_target *tt, const struct cand *c,
+         const char *part, struct ota_agent_check *res, struct ota_diag *d)
 {
     struct sink s;
     struct stat st;
@@ -391,8 +395,8 @@ download(struct ota_agent *a, struct tuf *t, const struct ota_tuf_target *tt,
         goto out;
     }
     if ((uint64_t)st.st_size != c->length) {
-        rc = ota_diag_set(d, OTA_E_LENGTH, "'%s' has %lld bytes, the signed length is %llu",
-                          part, (long long)st.st_size, (unsigned long long)c->length);
+        rc = ota_diag_set(d, OTA_E_LENGTH, "'%s' has %lld bytes, the signed length is %llu", part,
+                          (long long)st.st_size, (unsigned long long)c->length);
         goto out;
     }
     rc = OTA_OK;
@@ -448,8 +452,8 @@ match_target(void *ctx, const struct ota_manifest *m, struct ota_diag *d)
 }
 
 static ota_err
-record_staged(struct ota_agent *a, const struct ota_release *rel, int breaking,
-              const char *sha_hex, uint64_t length, const char *source, struct ota_diag *d)
+record_staged(struct ota_agent *a, const struct ota_release *rel, int breaking, const char *sha_hex,
+              uint64_t length, const char *source, struct ota_diag *d)
 {
     struct rel r;
     json_t    *j = NULL;
@@ -516,11 +520,22 @@ stage_part(struct ota_agent *a, struct tuf *t, const struct cand *c, const char 
     o.progress_ctx = &s;
     rc = ota_bundle_read_file(part, &o, &m, d);
     if (rc != OTA_OK) {
-        ota_diag_prefix(d, "staging %s", c->rel.version);
+        unsigned char      got[OTA_SHA256_LEN];
+        unsigned long long len = 0;
+
         best_effort(ota_rm_rf(staging, NULL));
-        /* A part file that fails its signed digest or length is useless: start over. */
-        if (rc == OTA_E_DIGEST || rc == OTA_E_LENGTH)
+        /* The reader may stop early (a broken stream) before it compares the digest. A part
+         * file that is not the signed bytes is a bad download: discard it and say so. */
+        if (rc == OTA_E_DIGEST || rc == OTA_E_LENGTH ||
+            ota_sha256_file(part, got, &len, NULL) != OTA_OK || len != c->length ||
+            memcmp(got, c->sha256, OTA_SHA256_LEN) != 0) {
             unlink(part);
+            if (rc != OTA_E_DIGEST && rc != OTA_E_LENGTH)
+                rc = ota_diag_set(d, OTA_E_DIGEST,
+                                  "download of '%s' does not match its signed sha256: discarded",
+                                  c->path);
+        }
+        ota_diag_prefix(d, "staging %s", c->rel.version);
         goto out;
     }
     rc = layout_commit_staging(a, staging, c->rel.version, d);
@@ -543,8 +558,34 @@ record_tuf_versions(struct ota_agent *a, struct tuf *t)
 {
     static const char *const roles[] = {"root", "timestamp", "snapshot", "targets"};
     for (size_t i = 0; i < 4; i++)
-        best_effort(state_tuf_set(&a->st, roles[i], ota_tuf_client_version(t->c, roles[i]),
-                                  NULL));
+        best_effort(state_tuf_set(&a->st, roles[i], ota_tuf_client_version(t->c, roles[i]), NULL));
+}
+
+/* A yanked release is never installed: one staged before it was yanked is withdrawn (the active
+ * release is left alone; a newer release replaces it). */
+static void
+withdraw_yanked(struct ota_agent *a, const struct pick *p)
+{
+    char p_dir[AGENT_PATH_MAX];
+
+    for (size_t i = 0; i < p->n_yanked; i++) {
+        struct rel r;
+        memset(&r, 0, sizeof(r));
+        if (state_rel_get(&a->st, p->yanked[i], &r, NULL) == OTA_OK && r.state == REL_STAGED &&
+            agent_path(a, p_dir, "bundles/%s", r.version) == OTA_OK &&
+            state_begin(&a->st, NULL) == OTA_OK) {
+            /* Record first: a crash before the removal leaves an unrecorded tree, which
+             * recovery removes. */
+            if (state_rel_delete(&a->st, r.version, NULL) == OTA_OK &&
+                state_history_add(&a->st, agent_now(a), "withdrawn", r.version,
+                                  "yanked by the repository", NULL) == OTA_OK &&
+                state_commit(&a->st, NULL) == OTA_OK)
+                best_effort(ota_rm_rf(p_dir, NULL));
+            else
+                state_rollback(&a->st);
+        }
+        rel_clear(&r);
+    }
 }
 
 ota_err
@@ -573,6 +614,7 @@ check_run(struct ota_agent *a, struct ota_agent_check *res, struct ota_diag *d)
     rc = ota_tuf_client_foreach_target(t.c, pick_cb, &p, d);
     if (rc != OTA_OK)
         goto out;
+    withdraw_yanked(a, &p);
     if (!p.best.valid)
         goto done;
     if (active[0] != '\0') {
@@ -629,8 +671,8 @@ struct install_ctx {
 static ota_err
 install_check(void *ctx, const struct ota_manifest *m, struct ota_diag *d)
 {
-    struct install_ctx *ic = ctx;
-    struct ota_agent   *a = ic->a;
+    struct install_ctx       *ic = ctx;
+    struct ota_agent         *a = ic->a;
     const struct ota_release *r = &m->release;
 
     if (strcmp(r->app, a->cfg->app) != 0)
@@ -644,9 +686,8 @@ install_check(void *ctx, const struct ota_manifest *m, struct ota_diag *d)
                                 ic->highest);
     }
     if (!runtime_ok(a, r))
-        return ota_diag_set(d, OTA_E_INCOMPATIBLE,
-                            "release %s does not run on runtime %s", r->version,
-                            a->cfg->runtime_version);
+        return ota_diag_set(d, OTA_E_INCOMPATIBLE, "release %s does not run on runtime %s",
+                            r->version, a->cfg->runtime_version);
     if (!version_le_agent(r->min_agent))
         return ota_diag_set(d, OTA_E_INCOMPATIBLE, "release %s needs agent %s, this is %s",
                             r->version, r->min_agent, OTA_AGENT_VERSION);
@@ -732,8 +773,7 @@ out:
 
 /* ---- explain ------------------------------------------------------------------------- */
 
-static int
-add_rule(json_t *rules, const char *rule, int ok, const char *fmt, ...) OTA_PRINTF(4, 5);
+static int add_rule(json_t *rules, const char *rule, int ok, const char *fmt, ...) OTA_PRINTF(4, 5);
 
 static int
 add_rule(json_t *rules, const char *rule, int ok, const char *fmt, ...)
@@ -744,14 +784,61 @@ add_rule(json_t *rules, const char *rule, int ok, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(detail, sizeof(detail), fmt, ap);
     va_end(ap);
-    return json_array_append_new(rules, json_pack("{s:s, s:b, s:s}", "rule", rule, "ok", ok,
-                                                  "detail", detail));
+    return json_array_append_new(
+        rules, json_pack("{s:s, s:b, s:s}", "rule", rule, "ok", ok, "detail", detail));
+}
+
+/* explain works offline, from the targets metadata the TUF client stored (verified) at the
+ * last successful check. Calls pick_cb for each top-level target. */
+static ota_err
+foreach_trusted_target(struct ota_agent *a, struct pick *p, struct ota_diag *d)
+{
+    char           path[AGENT_PATH_MAX];
+    unsigned char *buf = NULL;
+    size_t         len = 0;
+    json_t        *doc = NULL, *targets, *t;
+    const char    *name;
+    ota_err        rc;
+
+    if (agent_path(a, path, "metadata/targets.json") != OTA_OK)
+        return ota_diag_set(d, OTA_E_TOO_BIG, "path too long");
+    rc = ota_read_file(path, OTA_JSON_MAX, &buf, &len, d);
+    if (rc == OTA_E_NOT_FOUND)
+        return ota_diag_set(d, OTA_E_NOT_FOUND, "no check has succeeded yet: no trusted targets");
+    if (rc == OTA_OK)
+        rc = ota_cjson_parse(buf, len, OTA_JSON_MAX, &doc, d);
+    if (rc != OTA_OK)
+        goto out;
+    targets = json_object_get(json_object_get(doc, "signed"), "targets");
+    if (!json_is_object(targets)) {
+        rc = ota_diag_set(d, OTA_E_FORMAT, "'%s' has no targets", path);
+        goto out;
+    }
+    json_object_foreach(targets, name, t)
+    {
+        struct ota_tuf_target tt;
+        const char           *hex =
+            json_string_value(json_object_get(json_object_get(t, "hashes"), "sha256"));
+        json_t *l = json_object_get(t, "length");
+
+        memset(&tt, 0, sizeof(tt));
+        if (hex == NULL || !json_is_integer(l) || json_integer_value(l) < 0 ||
+            ota_hex_decode(hex, tt.sha256, sizeof(tt.sha256)) != OTA_OK)
+            continue;
+        tt.path = name;
+        tt.length = (uint64_t)json_integer_value(l);
+        tt.custom = json_object_get(t, "custom");
+        pick_cb(p, &tt);
+    }
+out:
+    json_decref(doc);
+    free(buf);
+    return rc;
 }
 
 ota_err
 check_explain(struct ota_agent *a, json_t **out, struct ota_diag *d)
 {
-    struct tuf          t;
     struct pick         p;
     struct rel          have;
     struct gate_verdict v;
@@ -769,21 +856,16 @@ check_explain(struct ota_agent *a, json_t **out, struct ota_diag *d)
     rc = agent_pointers(a, active, NULL, d);
     if (rc != OTA_OK)
         return rc;
-    rc = tuf_open(a, &t, 0, d);
-    if (rc != OTA_OK)
-        return rc;
     p.a = a;
     p.active = active;
     p.explain = 1;
-    rc = ota_tuf_client_foreach_target(t.c, pick_cb, &p, d);
+    rc = foreach_trusted_target(a, &p, d);
     if (rc != OTA_OK)
         goto out;
     c = &p.newest;
     if (!c->valid) {
-        rc = ota_diag_set(d, OTA_E_NOT_FOUND, "no release of '%s' on channel '%s'%s",
-                          a->cfg->app, a->cfg->channel,
-                          ota_tuf_client_version(t.c, "targets") == 0
-                              ? " (no check has succeeded yet)" : "");
+        rc = ota_diag_set(d, OTA_E_NOT_FOUND, "no release of '%s' on channel '%s'", a->cfg->app,
+                          a->cfg->channel);
         goto out;
     }
     rules = json_array();
@@ -798,16 +880,15 @@ check_explain(struct ota_agent *a, json_t **out, struct ota_diag *d)
                  have.state == REL_FAILED ? "failed its trial" : "rolled back",
                  have.reason[0] ? ": " : "", have.reason);
     else
-        add_rule(rules, "offered", 1, "yes: channel '%s' at %lld%%", a->cfg->channel,
-                 c->rollout);
+        add_rule(rules, "offered", 1, "yes: channel '%s' at %lld%%", a->cfg->channel, c->rollout);
     add_rule(rules, "runtime", c->runtime_ok, "%s: device runtime %s, release needs %s..%s",
              c->runtime_ok ? "yes" : "no", a->cfg->runtime_version, c->rel.runtime_min,
              c->rel.runtime_max[0] ? c->rel.runtime_max : "");
     add_rule(rules, "min_agent", c->agent_ok, "%s: needs agent %s, this is %s",
              c->agent_ok ? "yes" : "no", c->rel.min_agent[0] ? c->rel.min_agent : "any",
              OTA_AGENT_VERSION);
-    add_rule(rules, "rollout", c->bucket_ok, "%s: bucket %u %s %lld%%",
-             c->bucket_ok ? "yes" : "no", c->bucket, c->bucket_ok ? "<" : ">=", c->rollout);
+    add_rule(rules, "rollout", c->bucket_ok, "%s: bucket %u %s %lld%%", c->bucket_ok ? "yes" : "no",
+             c->bucket, c->bucket_ok ? "<" : ">=", c->rollout);
     downloaded = have_rel && have.present;
     if (!downloaded && agent_path(a, part, "downloads/%s.part", c->sha_hex) == OTA_OK &&
         stat(part, &st) == 0)
@@ -816,15 +897,13 @@ check_explain(struct ota_agent *a, json_t **out, struct ota_diag *d)
     else
         add_rule(rules, "downloaded", downloaded, "%s", downloaded ? "yes" : "no");
     add_rule(rules, "staged", have_rel && have.present, "%s%s%s",
-             have_rel && have.present ? "yes: " : "no",
-             have_rel && have.present ? "bundles/" : "",
+             have_rel && have.present ? "yes: " : "no", have_rel && have.present ? "bundles/" : "",
              have_rel && have.present ? c->rel.version : "");
     memset(&gd, 0, sizeof(gd));
     if (gate_evaluate(a, &c->rel, c->breaking, &v, &gd) != OTA_OK)
         add_rule(rules, "gate", 0, "closed: %s", gd.msg);
     else if (v.open)
-        add_rule(rules, "gate", 1, "open: no pending change that %s cannot carry",
-                 c->rel.version);
+        add_rule(rules, "gate", 1, "open: no pending change that %s cannot carry", c->rel.version);
     else {
         const char *serr = NULL;
         json_t     *g = NULL;
@@ -837,9 +916,15 @@ check_explain(struct ota_agent *a, json_t **out, struct ota_diag *d)
                  serr && serr[0] ? ")" : "");
         json_decref(g);
     }
-    add_rule(rules, "active", strcmp(active, c->rel.version) == 0, "%s%s",
-             strcmp(active, c->rel.version) == 0 ? "yes" : "no: active is ",
-             strcmp(active, c->rel.version) == 0 ? "" : (active[0] ? active : "nothing"));
+    if (strcmp(active, c->rel.version) == 0) {
+        add_rule(rules, "active", 1, "yes");
+    } else {
+        struct ota_version av;
+        int                newer = active[0] != '\0' && ota_version_parse(active, &av) == OTA_OK &&
+                    ota_version_cmp(&av, &c->rel.v) > 0;
+        add_rule(rules, "active", 0, "no: active is %s%s", active[0] ? active : "nothing",
+                 newer ? " (newer)" : "");
+    }
     o = json_pack("{s:s, s:s, s:s, s:o}", "version", c->rel.version, "channel", a->cfg->channel,
                   "target", c->path, "rules", rules);
     rules = NULL;
@@ -855,6 +940,5 @@ out:
     rel_clear(&have);
     cand_clear(&p.best);
     cand_clear(&p.newest);
-    tuf_close(&t);
     return rc;
 }

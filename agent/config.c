@@ -25,9 +25,14 @@ struct key {
     long long   min, max, def; /* K_INT */
 };
 
-#define S(field, req) { #field, K_STR, req, offsetof(struct ota_agent_config, field), 0, 0, 0 }
-#define I(field, lo, hi, d)                                                                \
-    { #field, K_INT, 0, offsetof(struct ota_agent_config, field), lo, hi, d }
+#define S(field, req)                                                                              \
+    {                                                                                              \
+#field, K_STR, req, offsetof(struct ota_agent_config, field), 0, 0, 0                      \
+    }
+#define I(field, lo, hi, d)                                                                        \
+    {                                                                                              \
+#field, K_INT, 0, offsetof(struct ota_agent_config, field), lo, hi, d                      \
+    }
 
 static const struct key keys[] = {
     S(repository_url, 1),
@@ -94,14 +99,14 @@ validate(const struct ota_agent_config *c, const char *name, struct ota_diag *d)
     if (ota_version_parse(c->runtime_version, &v) != OTA_OK)
         return ota_diag_set(d, OTA_E_FORMAT, "%s: 'runtime_version' is not a version", name);
     if (c->sync_token != NULL && c->sync_token_file != NULL)
-        return ota_diag_set(d, OTA_E_FORMAT,
-                            "%s: 'sync_token' and 'sync_token_file' are exclusive", name);
+        return ota_diag_set(d, OTA_E_FORMAT, "%s: 'sync_token' and 'sync_token_file' are exclusive",
+                            name);
     return OTA_OK;
 }
 
 ota_err
-ota_agent_config_parse(const void *buf, size_t len, const char *name,
-                       struct ota_agent_config *out, struct ota_diag *d)
+ota_agent_config_parse(const void *buf, size_t len, const char *name, struct ota_agent_config *out,
+                       struct ota_diag *d)
 {
     struct ota_agent_config c;
     const char             *allowed[NKEYS + 1];

@@ -71,9 +71,9 @@ record(struct ota_agent *a, const struct ota_release *target, const struct gate_
         return;
     }
     ota_time_format(agent_now(a), ts);
-    j = json_pack("{s:s, s:s, s:I, s:I, s:s, s:s}", "target", target->version, "model",
-                  v->model, "count", (json_int_t)v->count, "total", (json_int_t)v->total,
-                  "sync_error", sync_error ? sync_error : "", "time", ts);
+    j = json_pack("{s:s, s:s, s:I, s:I, s:s, s:s}", "target", target->version, "model", v->model,
+                  "count", (json_int_t)v->count, "total", (json_int_t)v->total, "sync_error",
+                  sync_error ? sync_error : "", "time", ts);
     if (j != NULL && ota_cjson_encode(j, 8192, &txt, &len, NULL) == OTA_OK)
         best_effort(state_meta_set(&a->st, "gate", txt, NULL));
     free(txt);
@@ -81,8 +81,8 @@ record(struct ota_agent *a, const struct ota_release *target, const struct gate_
 }
 
 static ota_err
-export_pending(struct ota_agent *a, const struct ota_release *target,
-               struct ota_agent_result *res, struct ota_diag *d)
+export_pending(struct ota_agent *a, const struct ota_release *target, struct ota_agent_result *res,
+               struct ota_diag *d)
 {
     char     dir[AGENT_PATH_MAX], path[AGENT_PATH_MAX], ts[21];
     uint64_t rows = 0;
@@ -99,8 +99,8 @@ export_pending(struct ota_agent *a, const struct ota_release *target,
     for (char *c = ts; *c; c++)
         if (*c == ':')
             *c = '-';
-    if (snprintf(path, sizeof(path), "%s/outbox-%s-before-%s.json", dir, ts,
-                 target->version) >= (int)sizeof(path))
+    if (snprintf(path, sizeof(path), "%s/outbox-%s-before-%s.json", dir, ts, target->version) >=
+        (int)sizeof(path))
         return ota_diag_set(d, OTA_E_TOO_BIG, "path too long");
     rc = a->gate->export_rows(a->gate->ctx, path, &rows, d);
     if (rc != OTA_OK) {
@@ -110,6 +110,23 @@ export_pending(struct ota_agent *a, const struct ota_release *target,
     snprintf(res->export_path, sizeof(res->export_path), "%s", path);
     res->exported = rows;
     return OTA_OK;
+}
+
+static ota_err
+sync_step(struct ota_agent *a, void *out, struct ota_diag *d)
+{
+    (void)out;
+    return a->gate->sync(a->gate->ctx, d);
+}
+
+/* The sync, in a child process stopped at a->sync_bound_ms when set (startup must not hang on
+ * a slow sync server; the sync code loses nothing when killed). */
+static ota_err
+gate_sync(struct ota_agent *a, struct ota_diag *d)
+{
+    if (a->sync_bound_ms <= 0)
+        return a->gate->sync(a->gate->ctx, d);
+    return agent_bounded(a, a->sync_bound_ms, NULL, sync_step, NULL, 0, "sync", d);
 }
 
 ota_err
@@ -129,7 +146,7 @@ gate_check(struct ota_agent *a, const struct ota_release *target, int breaking, 
         snprintf(v.model, sizeof(v.model), "?");
         record(a, target, &v, d ? d->msg : "cannot read the outbox");
         best_effort(state_history_add(&a->st, agent_now(a), "gated", target->version,
-                                d ? d->msg : "", NULL));
+                                      d ? d->msg : "", NULL));
         return OTA_E_GATED;
     }
     if (v.open) {
@@ -138,7 +155,7 @@ gate_check(struct ota_agent *a, const struct ota_release *target, int breaking, 
     }
     /* Closed: sync what is pending under the old model(s), then look again. */
     if (a->gate->sync != NULL) {
-        src = a->gate->sync(a->gate->ctx, &sd);
+        src = gate_sync(a, &sd);
         rc = gate_evaluate(a, target, breaking, &v, d);
         if (rc != OTA_OK)
             return OTA_E_GATED;
@@ -148,7 +165,7 @@ gate_check(struct ota_agent *a, const struct ota_release *target, int breaking, 
     if (v.open) {
         record(a, target, NULL, NULL);
         best_effort(state_history_add(&a->st, agent_now(a), "synced", target->version,
-                                "pending changes synced before the switch", NULL));
+                                      "pending changes synced before the switch", NULL));
         return OTA_OK;
     }
     snprintf(detail, sizeof(detail), "waiting for sync: %llu change%s under model %s%s%s",
@@ -163,8 +180,8 @@ gate_check(struct ota_agent *a, const struct ota_release *target, int breaking, 
         record(a, target, NULL, NULL);
         snprintf(detail, sizeof(detail), "forced with %llu pending change%s exported to %.400s",
                  (unsigned long long)v.total, v.total == 1 ? "" : "s", res->export_path);
-        best_effort(state_history_add(&a->st, agent_now(a), "gate_forced", target->version, detail,
-                                NULL));
+        best_effort(
+            state_history_add(&a->st, agent_now(a), "gate_forced", target->version, detail, NULL));
         return OTA_OK;
     }
     record(a, target, &v, src != OTA_OK ? sd.msg : "");

@@ -30,8 +30,10 @@ vcmp(const char *x, const char *y)
 }
 
 static const char *const kind_names[] = {
-    [CHANGE_ACTIVATE] = "activate", [CHANGE_ROLLBACK] = "rollback",
-    [CHANGE_AUTO_ROLLBACK] = "auto-rollback", [CHANGE_INSTALL] = "install",
+    [CHANGE_ACTIVATE] = "activate",
+    [CHANGE_ROLLBACK] = "rollback",
+    [CHANGE_AUTO_ROLLBACK] = "auto-rollback",
+    [CHANGE_INSTALL] = "install",
 };
 
 static int
@@ -128,7 +130,7 @@ finish_switch(struct ota_agent *a, json_t *rec, struct ota_diag *d)
                          : strcmp(kind, "rollback") == 0    ? "rolled_back"
                          : strcmp(kind, "install") == 0     ? "installed"
                                                             : "activated";
-        char detail[AGENT_REASON_MAX + 64];
+        char        detail[AGENT_REASON_MAX + 64];
         snprintf(detail, sizeof(detail), "from %s%s%s", from[0] ? from : "nothing",
                  reason[0] ? ": " : "", reason);
         rc = state_history_add(&a->st, agent_now(a), ev, to, detail, d);
@@ -161,9 +163,9 @@ layout_switch(struct ota_agent *a, const char *version, enum change_kind kind,
     rc = agent_pointers(a, active, NULL, d);
     if (rc != OTA_OK)
         return rc;
-    rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:i}", "to", version, "from", active,
-                    "prev", prev ? prev : "", "kind", kind_names[kind], "reason",
-                    reason ? reason : "", "new_state", (int)new_state, "old_state", old_state);
+    rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:i}", "to", version, "from", active, "prev",
+                    prev ? prev : "", "kind", kind_names[kind], "reason", reason ? reason : "",
+                    "new_state", (int)new_state, "old_state", old_state);
     if (rec == NULL)
         return ota_diag_set(d, OTA_E_NOMEM, "out of memory");
     rc = ota_cjson_encode(rec, 8192, &txt, &len, d);
@@ -346,8 +348,7 @@ reconcile_bundles(struct ota_agent *a, const char *keep, int *repaired, struct o
             rc = state_rel_put(&a->st, &list[i], d);
         } else if (strcmp(list[i].version, keep) != 0) {
             /* On disk but recorded as removed: gc was interrupted. */
-            if (snprintf(p, sizeof(p), "%s/bundles/%s", a->dir, list[i].version) <
-                (int)sizeof(p))
+            if (snprintf(p, sizeof(p), "%s/bundles/%s", a->dir, list[i].version) < (int)sizeof(p))
                 rc = ota_rm_rf(p, d);
         }
         if (rc != OTA_OK)

@@ -16,6 +16,7 @@
 #include "ota/sync.h"
 
 #include "cli_sync.h"
+#include "cli_tuf.h"
 
 #define EXIT_USAGE 2
 
@@ -33,14 +34,14 @@ struct args {
 };
 
 struct ctx {
-    const char              *prog;
-    const char              *cmd;
-    struct ota_agent_config  cfg;
-    struct ota_gate_ops      gate;
-    struct ota_agent        *agent;
-    struct args              a;
-    int                      argc;  /* the command's own arguments (for delegated commands) */
-    char                   **argv;
+    const char             *prog;
+    const char             *cmd;
+    struct ota_agent_config cfg;
+    struct ota_gate_ops     gate;
+    struct ota_agent       *agent;
+    struct args             a;
+    int                     argc; /* the command's own arguments (for delegated commands) */
+    char                  **argv;
 };
 
 struct agent_cmd {
@@ -48,9 +49,9 @@ struct agent_cmd {
     int (*fn)(struct ctx *c);
     const char *args;
     const char *help;
-    unsigned    opts;    /* O_* accepted */
+    unsigned    opts; /* O_* accepted */
     int         min_pos, max_pos;
-    int         raw;     /* arguments passed through unparsed */
+    int         raw; /* arguments passed through: 1 = without --config/--json, 2 = all */
 };
 
 static int cmd_startup(struct ctx *c);
@@ -66,10 +67,11 @@ static int cmd_gc(struct ctx *c);
 static int cmd_run(struct ctx *c);
 static int cmd_outbox(struct ctx *c);
 static int cmd_sync(struct ctx *c);
+static int cmd_tuf(struct ctx *c);
 
 static const struct agent_cmd commands[] = {
-    {"startup", cmd_startup, "", "recover, apply a staged release if allowed, check; print what to run",
-     0, 0, 0, 0},
+    {"startup", cmd_startup, "",
+     "recover, apply a staged release if allowed, check; print what to run", 0, 0, 0, 0},
     {"check", cmd_check, "[--json]", "look for a newer release and stage it", O_JSON, 0, 0, 0},
     {"activate", cmd_activate, "[VERSION] [--force]",
      "switch to a staged release (obeys the data gate)", O_FORCE, 0, 1, 0},
@@ -78,30 +80,38 @@ static const struct agent_cmd commands[] = {
      "go back to an earlier release (obeys the data gate)", O_FORCE | O_TO, 0, 0, 0},
     {"status", cmd_status, "[--json]", "what is active, staged, gated and why", O_JSON, 0, 0, 0},
     {"history", cmd_history, "[--json]", "what happened, oldest first", O_JSON, 0, 0, 0},
-    {"explain", cmd_explain, "[--json]", "why the newest release is or is not running", O_JSON,
-     0, 0, 0},
-    {"install", cmd_install, "FILE [--force]", "install a bundle file offline (sideload)",
-     O_FORCE, 1, 1, 0},
+    {"explain", cmd_explain, "[--json]", "why the newest release is or is not running", O_JSON, 0,
+     0, 0},
+    {"install", cmd_install, "FILE [--force]", "install a bundle file offline (sideload)", O_FORCE,
+     1, 1, 0},
     {"gc", cmd_gc, "", "remove old releases and stale downloads", 0, 0, 0, 0},
     {"run", cmd_run, "", "stay running and check every poll_interval_s", 0, 0, 0, 0},
-    {"outbox", cmd_outbox, "add|list|export|import ...", "record, list, export or import outbox"
-     " changes", O_JSON, 0, 0, 1},
+    {"outbox", cmd_outbox, "SUBCOMMAND ...", "add, list, export or import outbox changes", O_JSON,
+     0, 0, 1},
     {"sync", cmd_sync, "[--model M] [--json]", "sync the outbox's pending changes now", O_JSON, 0,
      0, 1},
+    {"tuf", cmd_tuf, "ARGS...", "TUF client on the conformance suite's command line", 0, 0, 0, 2},
 };
 #define NCMDS (sizeof(commands) / sizeof(commands[0]))
 
 static void
 usage(FILE *f, const char *prog)
 {
+    int width = 0;
+
+    for (size_t i = 0; i < NCMDS; i++) {
+        int w = (int)(strlen(commands[i].name) + 1 + strlen(commands[i].args));
+        width = w > width ? w : width;
+    }
     fprintf(f, "usage: %s [--config PATH] COMMAND [ARGS]\n\ncommands:\n", prog);
     for (size_t i = 0; i < NCMDS; i++) {
-        char left[64];
+        char left[128];
         snprintf(left, sizeof(left), "%s %s", commands[i].name, commands[i].args);
-        fprintf(f, "  %-32s %s\n", left, commands[i].help);
+        fprintf(f, "  %-*s  %s\n", width, left, commands[i].help);
     }
-    fprintf(f, "\nThe configuration is --config PATH, else $OTA_AGENT_CONFIG, else %s.\n"
-               "Exit status: 0 ok, 1 failed, 2 usage.\n",
+    fprintf(f,
+            "\nThe configuration is --config PATH, else $OTA_AGENT_CONFIG, else %s.\n"
+            "Exit status: 0 ok, 1 failed, 2 usage.\n",
             OTA_AGENT_CONFIG_DEFAULT);
 }
 
@@ -114,8 +124,8 @@ cmd_usage(FILE *f, const char *prog, const struct agent_cmd *k)
 static int
 fail(struct ctx *c, ota_err rc, const struct ota_diag *d)
 {
-    fprintf(stderr, "%s: %s: %s (%s)\n", c->prog, c->cmd,
-            d->msg[0] ? d->msg : ota_err_str(rc), ota_err_name(rc));
+    fprintf(stderr, "%s: %s: %s (%s)\n", c->prog, c->cmd, d->msg[0] ? d->msg : ota_err_str(rc),
+            ota_err_name(rc));
     return 1;
 }
 
@@ -247,8 +257,10 @@ cmd_startup(struct ctx *c)
     if (s.recovered)
         fprintf(stderr, "%s: startup: recovered from an interrupted operation\n", c->prog);
     if (s.rolled_back)
-        fprintf(stderr, "%s: startup: release was not confirmed after %lld launches: rolled back"
-                        " to %s\n", c->prog, c->cfg.trial_launches, s.active);
+        fprintf(stderr,
+                "%s: startup: release was not confirmed after %lld launches: rolled back"
+                " to %s\n",
+                c->prog, c->cfg.trial_launches, s.active);
     if (s.installed)
         fprintf(stderr, "%s: startup: installed %s\n", c->prog, s.active);
     if (s.activated)
@@ -292,11 +304,10 @@ cmd_check(struct ctx *c)
         return fail(c, rc, &d);
     rc = ota_agent_check(c->agent, &r, &d);
     if (c->a.json) {
-        json_t *j = json_pack("{s:s, s:s?, s:b, s:s?, s:b, s:I}", "result",
-                              rc == OTA_OK ? "ok" : ota_err_name(rc), "error",
-                              rc == OTA_OK ? NULL : d.msg, "found", r.found, "version",
-                              r.found ? r.version : NULL, "staged", r.staged, "bytes",
-                              (json_int_t)r.bytes);
+        json_t *j = json_pack(
+            "{s:s, s:s?, s:b, s:s?, s:b, s:I}", "result", rc == OTA_OK ? "ok" : ota_err_name(rc),
+            "error", rc == OTA_OK ? NULL : d.msg, "found", r.found, "version",
+            r.found ? r.version : NULL, "staged", r.staged, "bytes", (json_int_t)r.bytes);
         if (j == NULL || print_json(j) != 0) {
             json_decref(j);
             return 1;
@@ -418,8 +429,7 @@ cmd_status(struct ctx *c)
     if (json_is_object(g)) {
         printf("gate      closed for %s: waiting for sync: %lld change%s under model %s",
                jstr(g, "target"), (long long)json_integer_value(json_object_get(g, "count")),
-               json_integer_value(json_object_get(g, "count")) == 1 ? "" : "s",
-               jstr(g, "model"));
+               json_integer_value(json_object_get(g, "count")) == 1 ? "" : "s", jstr(g, "model"));
         if (jstr(g, "sync_error")[0])
             printf(" (last sync: %s)", jstr(g, "sync_error"));
         printf("\n");
@@ -458,8 +468,8 @@ cmd_history(struct ctx *c)
     } else {
         json_array_foreach(h, i, e)
         {
-            printf("%s  %-18s %-12s %s\n", jstr(e, "time"), jstr(e, "event"),
-                   jstr(e, "version"), jstr(e, "detail"));
+            printf("%s  %-18s %-12s %s\n", jstr(e, "time"), jstr(e, "event"), jstr(e, "version"),
+                   jstr(e, "detail"));
         }
     }
     json_decref(h);
@@ -593,6 +603,12 @@ cmd_outbox(struct ctx *c)
 }
 
 static int
+cmd_tuf(struct ctx *c)
+{
+    return ota_agent_cli_tuf(c->argc, c->argv);
+}
+
+static int
 cmd_sync(struct ctx *c)
 {
     struct ota_sync_config sc;
@@ -604,8 +620,8 @@ cmd_sync(struct ctx *c)
 /* ---- arguments ----------------------------------------------------------------------- */
 
 static int
-parse_args(const struct agent_cmd *k, int argc, char **argv, struct args *a,
-           const char **config, int *help)
+parse_args(const struct agent_cmd *k, int argc, char **argv, struct args *a, const char **config,
+           int *help)
 {
     for (int i = 0; i < argc; i++) {
         const char *s = argv[i];
@@ -687,6 +703,8 @@ main(int argc, char **argv)
     c.cmd = k->name;
     c.argc = argc - i;
     c.argv = argv + i;
+    if (k->raw == 2) /* its own protocol, its own arguments, no configuration */
+        return k->fn(&c);
     if (k->raw) {
         /* Delegated commands parse their own arguments; --config and --json are ours. */
         int n = 1;

@@ -31,140 +31,27 @@ agent_record_check(struct ota_agent *a, ota_err rc, const struct ota_agent_check
     j = json_pack("{s:s, s:s, s:s, s:s, s:b, s:I}", "time", ts, "result",
                   rc == OTA_OK ? "ok" : ota_err_name(rc), "message",
                   rc == OTA_OK || d == NULL ? "" : d->msg, "offered",
-                  res && res->found ? res->version : "", "staged", res && res->staged,
-                  "bytes", (json_int_t)(res ? res->bytes : 0));
+                  res && res->found ? res->version : "", "staged", res && res->staged, "bytes",
+                  (json_int_t)(res ? res->bytes : 0));
     if (j != NULL && ota_cjson_encode(j, 8192, &txt, &len, NULL) == OTA_OK)
         best_effort(state_meta_set(&a->st, "last_check", txt, NULL));
     free(txt);
     json_decref(j);
 }
 
-struct child_msg {
-    ota_err                rc;
-    struct ota_agent_check res;
-    struct ota_diag        d;
-};
-
-static int64_t
-mono_ms(void)
+static ota_err
+check_step(struct ota_agent *a, void *out, struct ota_diag *d)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return check_run(a, out, d);
 }
 
-static void
-child_check(struct ota_agent *a, int fd)
-{
-    struct child_msg m;
-    char             db[AGENT_PATH_MAX];
-    const char      *p;
-    size_t           left;
-
-    memset(&m, 0, sizeof(m));
-    /* The parent closed its connection before fork (SQLite state must not cross a fork), so
-     * this process opens its own. The flock is shared with the parent, as intended. */
-    if (agent_path(a, db, "state.db") != OTA_OK)
-        m.rc = ota_diag_set(&m.d, OTA_E_TOO_BIG, "path too long");
-    else
-        m.rc = state_open(&a->st, db, &m.d);
-    if (m.rc == OTA_OK)
-        m.rc = check_run(a, &m.res, &m.d);
-    p = (const char *)&m;
-    left = sizeof(m);
-    while (left > 0) {
-        ssize_t n = write(fd, p, left);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        p += n;
-        left -= (size_t)n;
-    }
-    state_close(&a->st);
-    _exit(0);
-}
-
-/* Run check_run in a child; stop it after timeout_ms (0: no bound) or when *stop is set. */
+/* check_run in a child process, stopped after timeout_ms (0: no bound) or when *stop is set. */
 static ota_err
 bounded_check(struct ota_agent *a, int64_t timeout_ms, volatile sig_atomic_t *stop,
               struct ota_agent_check *res, struct ota_diag *d)
 {
-    struct child_msg m;
-    size_t           got = 0;
-    int              pfd[2], status;
-    char             db[AGENT_PATH_MAX];
-    int64_t          start = mono_ms();
-    pid_t            pid;
-    ota_err          rc = OTA_OK;
-
-    memset(&m, 0, sizeof(m));
     memset(res, 0, sizeof(*res));
-    if (agent_path(a, db, "state.db") != OTA_OK)
-        return ota_diag_set(d, OTA_E_TOO_BIG, "path too long");
-    if (pipe2(pfd, O_CLOEXEC) != 0)
-        return ota_diag_sys(d, OTA_E_IO, errno, "cannot create a pipe");
-    fflush(NULL);
-    state_close(&a->st);
-    pid = fork();
-    if (pid == 0) {
-        close(pfd[0]);
-        child_check(a, pfd[1]);
-    }
-    rc = state_open(&a->st, db, d);
-    if (pid < 0 || rc != OTA_OK) {
-        if (pid < 0)
-            rc = ota_diag_sys(d, OTA_E_IO, errno, "cannot fork");
-        else
-            kill(pid, SIGKILL);
-        close(pfd[0]);
-        close(pfd[1]);
-        if (pid > 0)
-            while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-                ;
-        return rc;
-    }
-    close(pfd[1]);
-    for (;;) {
-        struct pollfd pf = {pfd[0], POLLIN, 0};
-        int64_t       wait = 200;
-        ssize_t       n;
-
-        if (timeout_ms > 0 && mono_ms() - start >= timeout_ms) {
-            rc = ota_diag_set(d, OTA_E_TIMEOUT, "check did not finish within %lld s",
-                              (long long)(timeout_ms / 1000));
-            break;
-        }
-        if (stop != NULL && *stop) {
-            rc = ota_diag_set(d, OTA_E_TIMEOUT, "check stopped");
-            break;
-        }
-        if (timeout_ms > 0 && timeout_ms - (mono_ms() - start) < wait)
-            wait = timeout_ms - (mono_ms() - start);
-        if (poll(&pf, 1, (int)(wait > 0 ? wait : 0)) <= 0)
-            continue;
-        n = read(pfd[0], (char *)&m + got, sizeof(m) - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            rc = ota_diag_set(d, OTA_E_IO, "check process ended without a result");
-            break;
-        }
-        got += (size_t)n;
-        if (got == sizeof(m)) {
-            rc = m.rc;
-            *res = m.res;
-            if (rc != OTA_OK && d != NULL)
-                *d = m.d;
-            break;
-        }
-    }
-    close(pfd[0]);
-    if (got != sizeof(m))
-        kill(pid, SIGKILL);
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
-    return rc;
+    return agent_bounded(a, timeout_ms, stop, check_step, res, sizeof(*res), "check", d);
 }
 
 ota_err
@@ -279,8 +166,13 @@ ota_agent_startup(struct ota_agent *a, struct ota_agent_startup *res, struct ota
     if (rc != OTA_OK)
         goto out;
     snprintf(s.active, sizeof(s.active), "%s", active);
-    if (active[0] == '\0')
+    if (active[0] == '\0') {
         rc = ota_diag_set(d, OTA_E_NOT_FOUND, "no release installed: nothing to run");
+    } else {
+        /* Devices that only ever run `startup` must not fill up with old releases. */
+        unsigned removed = 0;
+        best_effort(layout_gc(a, &removed, NULL));
+    }
 out:
     if (res != NULL)
         *res = s;
@@ -290,8 +182,8 @@ out:
 static void
 sleep_until(int64_t ms, volatile sig_atomic_t *stop)
 {
-    int64_t end = mono_ms() + ms;
-    while (!*stop && mono_ms() < end) {
+    int64_t end = agent_mono_ms() + ms;
+    while (!*stop && agent_mono_ms() < end) {
         struct timespec ts = {0, 100 * 1000000L};
         nanosleep(&ts, NULL);
     }
@@ -302,7 +194,7 @@ jitter(int64_t ms)
 {
     uint32_t r = 0;
     if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
-        r = (uint32_t)mono_ms();
+        r = (uint32_t)agent_mono_ms();
     /* +-10% */
     return ms - ms / 10 + (int64_t)(((uint64_t)r * (uint64_t)(ms / 5 + 1)) >> 32);
 }

@@ -41,8 +41,8 @@ enum {
     Q_COUNT
 };
 
-#define REL_COLS                                                                           \
-    "version, state, model, release, breaking, sha256, length, source, staged_at,"         \
+#define REL_COLS                                                                                   \
+    "version, state, model, release, breaking, sha256, length, source, staged_at,"                 \
     " activated_at, launches, present, reason"
 
 static const char *const queries[Q_COUNT] = {
@@ -67,9 +67,8 @@ static const char *const queries[Q_COUNT] = {
 };
 
 static const char *const state_names[] = {
-    [REL_STAGED] = "staged",       [REL_ACTIVE] = "active",
-    [REL_TRIAL] = "trial",         [REL_CONFIRMED] = "confirmed",
-    [REL_ROLLED_BACK] = "rolled_back", [REL_FAILED] = "failed",
+    [REL_STAGED] = "staged",       [REL_ACTIVE] = "active",           [REL_TRIAL] = "trial",
+    [REL_CONFIRMED] = "confirmed", [REL_ROLLED_BACK] = "rolled_back", [REL_FAILED] = "failed",
 };
 
 const char *
@@ -148,8 +147,8 @@ state_open(struct state *s, const char *path, struct ota_diag *d)
 {
     static const char pragmas[] = "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
                                   " PRAGMA foreign_keys=ON;";
-    ota_err rc = OTA_OK;
-    char   *val = NULL;
+    ota_err           rc = OTA_OK;
+    char             *val = NULL;
 
     memset(s, 0, sizeof(*s));
     if (sqlite3_open_v2(path, &s->db,
@@ -168,8 +167,8 @@ state_open(struct state *s, const char *path, struct ota_diag *d)
         goto out;
     }
     for (int i = 0; i < Q_COUNT; i++) {
-        if (sqlite3_prepare_v3(s->db, queries[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i],
-                               NULL) != SQLITE_OK) {
+        if (sqlite3_prepare_v3(s->db, queries[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i], NULL) !=
+            SQLITE_OK) {
             rc = db_err(s, d, "cannot prepare a statement");
             goto out;
         }

@@ -38,7 +38,7 @@
 /** Device configuration (agent.json). Strings are malloc'd and owned by the struct; unset
  * optional strings are NULL. See agent/config.c for the accepted keys and defaults. */
 struct ota_agent_config {
-    char     *repository_url;    /* https://, http:// or file:// base of the repository */
+    char     *repository_url; /* https://, http:// or file:// base of the repository */
     char     *state_dir;
     char     *app;
     char     *channel;           /* default "stable" */
@@ -48,17 +48,17 @@ struct ota_agent_config {
     long long max_bundle_bytes;  /* default 1 GiB */
     long long connect_timeout_s; /* default 10 */
     long long low_speed_time_s;  /* default 30 */
-    long long check_timeout_s;   /* bound of the check inside startup; default 20 */
+    long long check_timeout_s;   /* bound of the check (and of a gate sync) in startup; 20 */
     char     *ca_file;
-    long long keep_releases;     /* default 2 (never fewer than active + previous) */
-    long long trial_launches;    /* default 3 */
+    long long keep_releases;  /* default 2 (never fewer than active + previous) */
+    long long trial_launches; /* default 3 */
     char     *factory_bundle;
     /* Data gate: passed through to the sync code (struct ota_sync_config). */
-    char     *sync_url;
-    char     *sync_token;
-    char     *sync_token_file;
-    char     *sync_command;
-    char     *outbox_db;
+    char *sync_url;
+    char *sync_token;
+    char *sync_token_file;
+    char *sync_command;
+    char *outbox_db;
 };
 
 /** Parse a configuration document strictly: unknown keys, wrong types and out-of-range values
@@ -95,7 +95,7 @@ struct ota_gate_ops {
     ota_err (*sync)(void *ctx, struct ota_diag *d);
     /* Export every pending row to path (a new file), *rows receives how many. */
     ota_err (*export_rows)(void *ctx, const char *path, uint64_t *rows, struct ota_diag *d);
-    void    *ctx;
+    void *ctx;
 };
 
 /** Most models the gate considers at once. */
@@ -108,15 +108,15 @@ typedef void (*ota_agent_progress_fn)(void *ctx, const char *phase, const char *
                                       uint64_t done, uint64_t total);
 
 struct ota_agent_opts {
-    const struct ota_agent_config *config;  /* borrowed; must outlive the handle */
+    const struct ota_agent_config *config; /* borrowed; must outlive the handle */
     /* Data gate implementation. NULL while config->outbox_db is set closes the gate (changes
      * cannot be counted, so none is risked); NULL without outbox_db: no gate. */
-    const struct ota_gate_ops     *gate;
-    int                            read_only;    /* status/history/explain: no lock, no writes */
-    unsigned                       lock_wait_ms; /* wait this long for the lock; 0 = fail at once */
-    ota_agent_progress_fn          progress;     /* may be NULL */
-    void                          *progress_ctx;
-    int64_t                        now;          /* 0 = ota_now() when needed (tests set it) */
+    const struct ota_gate_ops *gate;
+    int                        read_only;    /* status/history/explain: no lock, no writes */
+    unsigned                   lock_wait_ms; /* wait this long for the lock; 0 = fail at once */
+    ota_agent_progress_fn      progress;     /* may be NULL */
+    void                      *progress_ctx;
+    int64_t                    now; /* 0 = ota_now() when needed (tests set it) */
 };
 
 /** Open the state directory: create the layout and state.db on first use, take the process
@@ -136,10 +136,10 @@ const char *ota_agent_device_id(const struct ota_agent *a);
 
 /** Result of a command that may change the active release. */
 struct ota_agent_result {
-    int  changed;                          /* the active release changed */
-    char version[OTA_VERSION_STR_MAX];     /* the release acted on ("" if none) */
-    char from[OTA_VERSION_STR_MAX];        /* the active release before ("" if none) */
-    char export_path[4096];                /* --force: where pending rows were exported */
+    int      changed;                      /* the active release changed */
+    char     version[OTA_VERSION_STR_MAX]; /* the release acted on ("" if none) */
+    char     from[OTA_VERSION_STR_MAX];    /* the active release before ("" if none) */
+    char     export_path[4096];            /* --force: where pending rows were exported */
     uint64_t exported;                     /* rows exported */
 };
 
@@ -148,38 +148,41 @@ struct ota_agent_result {
 ota_err ota_agent_recover(struct ota_agent *a, struct ota_diag *d) OTA_MUST_CHECK;
 
 struct ota_agent_startup {
-    char     active[OTA_VERSION_STR_MAX]; /* release to run ("" if none) */
-    int      recovered;        /* recovery repaired something */
-    int      rolled_back;      /* a trial ran out of launches and was rolled back */
-    int      activated;        /* a staged release was activated */
-    int      installed;        /* first start: a release was installed */
-    ota_err  gate_rc;          /* OTA_E_GATED if an activation or rollback was held back */
-    char     gate_msg[256];
-    ota_err  check_rc;         /* result of the bounded check (OTA_OK, or why it failed) */
-    char     check_msg[256];
-    char     staged[OTA_VERSION_STR_MAX]; /* the check staged this release for next start */
+    char    active[OTA_VERSION_STR_MAX]; /* release to run ("" if none) */
+    int     recovered;                   /* recovery repaired something */
+    int     rolled_back;                 /* a trial ran out of launches and was rolled back */
+    int     activated;                   /* a staged release was activated */
+    int     installed;                   /* first start: a release was installed */
+    ota_err gate_rc; /* OTA_E_GATED if an activation or rollback was held back */
+    char    gate_msg[256];
+    ota_err check_rc; /* result of the bounded check (OTA_OK, or why it failed) */
+    char    check_msg[256];
+    char    staged[OTA_VERSION_STR_MAX]; /* the check staged this release for next start */
 };
 
 /** What the app calls at launch: recover, trial bookkeeping (count this launch; after
  * trial_launches launches without confirm, roll back to the previous release), activate a
  * staged release if the gate allows, then a check bounded by check_timeout_s (run in a child
- * process that is killed at the bound, which recovery handles like a crash). On a first start
- * with nothing installed, install factory_bundle or the newest release. Returns OTA_OK whenever
- * a release is active, even if the check or the gate failed (see *res); OTA_E_NOT_FOUND when
- * there is nothing to run. */
+ * process that is killed at the bound, which recovery handles like a crash; a sync the gate
+ * runs here has the same bound). On a first start
+ * with nothing installed, install factory_bundle or the newest release. Ends with a gc. Returns
+ * OTA_OK whenever a release is active, even if the check or the gate failed (see *res);
+ * OTA_E_NOT_FOUND when there is nothing to run. */
 ota_err ota_agent_startup(struct ota_agent *a, struct ota_agent_startup *res,
                           struct ota_diag *d) OTA_MUST_CHECK;
 
 struct ota_agent_check {
-    int  found;                            /* a newer release is offered to this device */
-    char version[OTA_VERSION_STR_MAX];     /* its version */
-    int  staged;                           /* it is staged (now or before) */
-    int  downloaded_now;                   /* bytes were downloaded by this check */
+    int      found;                        /* a newer release is offered to this device */
+    char     version[OTA_VERSION_STR_MAX]; /* its version */
+    int      staged;                       /* it is staged (now or before) */
+    int      downloaded_now;               /* bytes were downloaded by this check */
     uint64_t bytes;                        /* bytes transferred by this check */
 };
 
 /** Refresh the TUF metadata, choose the release for this device (repo-layout.md), download it
- * (resumable) and stage it (verified, extracted into bundles/<version>). Activates nothing. */
+ * (resumable) and stage it (verified, extracted into bundles/<version>). Activates nothing;
+ * withdraws a staged release the repository has yanked. *res (may be NULL) is filled in every
+ * case: the bytes a failed check transferred are worth reporting. */
 ota_err ota_agent_check(struct ota_agent *a, struct ota_agent_check *res,
                         struct ota_diag *d) OTA_MUST_CHECK;
 

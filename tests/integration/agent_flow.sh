@@ -15,11 +15,13 @@ set -eu
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/ota-agent-flow.XXXXXX")
 hang_pid=""
 run_pid=""
+slow_pid=""
 cleanup() {
+    [ -n "$slow_pid" ] && kill "$slow_pid" 2>/dev/null && wait "$slow_pid" 2>/dev/null
     nginx_stop || true
     [ -n "$run_pid" ] && kill "$run_pid" 2>/dev/null && wait "$run_pid" 2>/dev/null
     [ -n "$hang_pid" ] && kill "$hang_pid" 2>/dev/null && wait "$hang_pid" 2>/dev/null
-    rm -rf "$tmp"
+    [ -n "${KEEP:-}" ] || rm -rf "$tmp"
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
@@ -40,9 +42,11 @@ state="$tmp/state"
 pub="$tmp/pub"
 mkdir -p "$tmp/b" "$tmp/src"
 
+# Release metadata; RT_MIN, RT_MAX and MIN_AGENT override the defaults.
 rel() { # version model reads
     printf '{"app":"%s","version":"%s","model":"%s","reads_models":[%s],' "$app" "$1" "$2" "$3"
-    printf '"runtime":{"min":"3.0","max":"3.9"},"min_agent":"0.1","mandatory":false}'
+    printf '"runtime":{"min":"%s","max":"%s"},"min_agent":"%s","mandatory":false}' \
+        "${RT_MIN:-3.0}" "${RT_MAX:-3.9}" "${MIN_AGENT:-0.1}"
 }
 
 pack() { # version model reads [payload bytes] [seed]
@@ -57,17 +61,23 @@ pack() { # version model reads [payload bytes] [seed]
         --release "$(rel "$1" "$2" "$3")" || fail "packing $1"
 }
 
+# CHANNELS and YANKED override the defaults.
 publish() { # version model reads
     $REPO --out "$pub" --target "$app/$app-$1.ota=$tmp/b/$app-$1.ota" --custom \
-        "{\"ota\":{\"release\":$(rel "$1" "$2" "$3"),\"channels\":{\"stable\":100,\"beta\":10},
-          \"breaking\":false,\"yanked\":false,\"published\":\"2026-11-24T10:00:00Z\"}}" ||
+        "{\"ota\":{\"release\":$(rel "$1" "$2" "$3"),
+          \"channels\":${CHANNELS:-{\"stable\":100,\"beta\":10\}},
+          \"breaking\":false,\"yanked\":${YANKED:-false},
+          \"published\":\"2026-11-24T10:00:00Z\"}}" ||
         fail "publishing $1"
 }
 
-config() { # repository_url check_timeout_s
+config() { # repository_url check_timeout_s; FACTORY adds factory_bundle
+    fb=""
+    [ -z "${FACTORY:-}" ] || fb="\"factory_bundle\": \"$FACTORY\","
     cat >"$tmp/agent.json" <<EOF
 {"repository_url": "$1", "state_dir": "$state", "app": "$app", "channel": "stable",
  "runtime_version": "3.1", "trusted_root": "$pub/metadata/1.root.json",
+ $fb
  "check_timeout_s": $2, "connect_timeout_s": 2, "low_speed_time_s": 5, "trial_launches": 3}
 EOF
 }
@@ -187,6 +197,40 @@ sent=$(awk '{ for (i = 1; i < NF; i++) if ($i == 206) print $(i + 1) }' "$tmp/re
 [ "$sent" -eq $((size - 1000000)) ] || fail "resumed transfer sent $sent, want $((size - 1000000))"
 [ ! -e "$state/downloads/$sha.part" ] || fail "part file left behind"
 
+# A check killed in the middle of a transfer (a slow server) resumes where it stopped.
+pack 1.3.1 m1 "" 2000000
+publish 1.3.1 m1 ""
+bundle="$tmp/b/$app-1.3.1.ota"
+size=$(wc -c <"$bundle")
+sha=$(sha256sum "$bundle" | cut -c1-64)
+node "$OTA_TOP/tests/lib/slow-http.mjs" "$pub" 1000000 >"$tmp/slow.port" 2>"$tmp/slow.log" &
+slow_pid=$!
+n=0
+while [ ! -s "$tmp/slow.port" ]; do
+    n=$((n + 1)); [ $n -lt 200 ] || fail "slow server did not start"; sleep 0.05
+done
+config "http://127.0.0.1:$(cat "$tmp/slow.port")" 5
+"$OTA_BIN/ota-agent" --config "$tmp/agent.json" check >/dev/null 2>&1 &
+chk=$!
+n=0
+partsize() { if [ -f "$1" ]; then wc -c <"$1"; else echo 0; fi; }
+while [ "$(partsize "$state/downloads/$sha.part")" -lt 300000 ]; do
+    n=$((n + 1)); [ $n -lt 200 ] || fail "download did not start"; sleep 0.05
+done
+kill -KILL "$chk"
+wait "$chk" 2>/dev/null || true
+have=$(wc -c <"$state/downloads/$sha.part")
+[ "$have" -gt 0 ] && [ "$have" -lt "$size" ] || fail "part file has $have of $size bytes"
+[ ! -d "$state/bundles/1.3.1" ] || fail "staged from a killed download"
+agent check || fail "check after a killed download: $(cat "$tmp/err")"
+grep -q "1.3.1 is staged" "$tmp/out" || fail "1.3.1 not staged after resuming"
+grep -q "$sha.*bytes=$have- 206 $((size - have))" "$tmp/slow.log" ||
+    fail "did not resume from byte $have: $(cat "$tmp/slow.log")"
+kill "$slow_pid"; wait "$slow_pid" 2>/dev/null || true; slow_pid=""
+config "$NGINX_URL" 5
+agent status || fail "status"
+[ "$(running)" = 1.0.0 ] || fail "a check switched the running release"
+
 # A part file whose bytes are not the signed ones is discarded, and the next check succeeds.
 pack 1.4.0 m1 "" 200000
 publish 1.4.0 m1 ""
@@ -203,6 +247,53 @@ agent check || fail "check after a corrupt part: $(cat "$tmp/err")"
 agent startup || fail "startup (activate 1.4.0)"
 [ "$(running)" = 1.4.0 ] || fail "1.4.0 not running"
 agent confirm || fail "confirm 1.4.0"
+
+# ---- releases this device must not take -------------------------------------------------
+pack 1.4.2 m1 ""
+YANKED=true publish 1.4.2 m1 ""
+pack 1.4.3 m1 ""
+CHANNELS='{"beta":100}' publish 1.4.3 m1 ""
+RT_MIN=4.0 RT_MAX=4.9 pack 1.4.4 m1 ""
+RT_MIN=4.0 RT_MAX=4.9 publish 1.4.4 m1 ""
+pack 1.4.5 m1 ""
+CHANNELS='{"stable":0}' publish 1.4.5 m1 ""
+MIN_AGENT=9.0 pack 1.4.6 m1 ""
+MIN_AGENT=9.0 publish 1.4.6 m1 ""
+agent check || fail "check with unsuitable releases"
+grep -q "up to date" "$tmp/out" || fail "an unsuitable release was taken: $(cat "$tmp/out")"
+agent explain --json || fail "explain --json"
+node -e 'const x = JSON.parse(require("fs").readFileSync(process.argv[1]));
+  const r = Object.fromEntries(x.rules.map((r) => [r.rule, r.ok]));
+  if (x.version !== "1.4.6" || !r.offered || !r.runtime || r.min_agent || r.staged ||
+      r.active) process.exit(1);' "$tmp/out" || fail "explain of 1.4.6: $(cat "$tmp/out")"
+for v in 1.4.2 1.4.3 1.4.4 1.4.5 1.4.6; do
+    [ ! -d "$state/bundles/$v" ] || fail "$v was staged"
+done
+# A bundle whose manifest differs from the release the signed metadata describes.
+pack 1.4.7 m1 ""
+$REPO --out "$pub" --target "$app/$app-1.4.7.ota=$tmp/b/$app-1.4.7.ota" --custom \
+    "{\"ota\":{\"release\":$(rel 1.4.7 m9 ""),\"channels\":{\"stable\":100},
+      \"breaking\":false,\"yanked\":false,\"published\":\"2026-11-24T10:00:00Z\"}}" ||
+    fail "publishing 1.4.7"
+set +e
+agent check; rc=$?
+set -e
+[ $rc -eq 1 ] && grep -q "differs from the signed target" "$tmp/err" ||
+    fail "a bundle unlike its target was accepted: $(cat "$tmp/err")"
+[ ! -d "$state/bundles/1.4.7" ] || fail "1.4.7 staged"
+$REPO --out "$pub" --remove "$app/$app-1.4.7.ota" || fail "unpublishing 1.4.7"
+# Staged, then yanked before it became active: withdrawn by the next check.
+pack 1.4.8 m1 ""
+publish 1.4.8 m1 ""
+agent check || fail "check (stage 1.4.8)"
+[ -d "$state/bundles/1.4.8" ] || fail "1.4.8 not staged"
+YANKED=true publish 1.4.8 m1 ""
+agent check || fail "check (1.4.8 yanked)"
+[ ! -d "$state/bundles/1.4.8" ] || fail "a yanked staged release was kept"
+agent history
+grep -q "withdrawn .*1.4.8 .*yanked" "$tmp/out" || fail "withdrawal not in history"
+agent startup || fail "startup after a withdrawal"
+[ "$(running)" = 1.4.0 ] || fail "running $(running) after a withdrawal"
 
 # ---- run: checks at once, then sleeps; SIGTERM ends it cleanly and promptly --------------
 pack 1.4.1 m1 ""
@@ -279,4 +370,11 @@ grep -q -e OTA_E_THRESHOLD -e OTA_E_SIG -e OTA_E_KEY_UNKNOWN "$tmp/err" ||
 agent gc || fail "gc"
 [ -d "$state/bundles/1.5.0" ] && [ -d "$state/bundles/1.4.1" ] || fail "gc removed too much"
 [ ! -d "$state/bundles/1.0.0" ] || fail "gc kept 1.0.0"
+# ---- factory bundle: a first start without the network runs what the device shipped with --
+state="$tmp/state2"
+FACTORY="$tmp/b/$app-1.1.0.ota" config "http://127.0.0.1:9" 2
+agent startup || fail "first start with a factory bundle: $(cat "$tmp/err")"
+[ "$(running)" = 1.1.0 ] || fail "factory bundle not running"
+agent history
+grep -q "staged .*1.1.0 .*factory" "$tmp/out" || fail "factory install not in history"
 echo "agent_flow: ok"

@@ -11,10 +11,12 @@ set -eu
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/ota-agent-gate.XXXXXX")
 srv_pid=""
+hang_pid=""
 cleanup() {
+    [ -n "$hang_pid" ] && kill "$hang_pid" 2>/dev/null && wait "$hang_pid" 2>/dev/null
     nginx_stop || true
     [ -n "$srv_pid" ] && kill "$srv_pid" 2>/dev/null && wait "$srv_pid" 2>/dev/null
-    rm -rf "$tmp"
+    [ -n "${KEEP:-}" ] || rm -rf "$tmp"
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
@@ -51,10 +53,11 @@ release() { # version model reads: pack and publish
         fail "publishing $1"
 }
 
-config() { # sync_url
+config() { # sync_url; BOUND sets check_timeout_s (default 10)
     cat >"$tmp/agent.json" <<EOF
 {"repository_url": "$NGINX_URL", "state_dir": "$state", "app": "$app",
- "runtime_version": "3.1", "trusted_root": "$pub/metadata/1.root.json", "check_timeout_s": 10,
+ "runtime_version": "3.1", "trusted_root": "$pub/metadata/1.root.json",
+ "check_timeout_s": ${BOUND:-10},
  "outbox_db": "$tmp/app.db", "sync_url": "$1"}
 EOF
 }
@@ -104,6 +107,25 @@ agent activate; rc=$?
 set -e
 [ $rc -eq 1 ] && grep -q OTA_E_GATED "$tmp/err" || fail "activate through a closed gate"
 
+# A sync server that accepts and never answers: startup gives up on the sync at its bound
+# and runs the current release.
+node -e 'const s = require("net").createServer(() => {});
+  s.listen(0, "127.0.0.1", () => console.log(s.address().port));' >"$tmp/hang.port" &
+hang_pid=$!
+n=0
+while [ ! -s "$tmp/hang.port" ]; do
+    n=$((n + 1)); [ $n -lt 200 ] || fail "hanging server did not start"; sleep 0.05
+done
+BOUND=2 config "http://127.0.0.1:$(cat "$tmp/hang.port")/sync/{model}"
+t0=$(date +%s%3N)
+agent startup || fail "startup with a hanging sync server"
+t1=$(date +%s%3N)
+[ "$(running)" = 1.0.0 ] || fail "switched without a sync"
+grep -q "sync did not finish within 2 s" "$tmp/err" || fail "sync bound not reported"
+[ $((t1 - t0)) -lt 5000 ] || fail "startup took $((t1 - t0)) ms with a hanging sync server"
+[ "$(pending m1)" = 3 ] || fail "outbox rows changed by a killed sync"
+kill "$hang_pid"; wait "$hang_pid" 2>/dev/null || true; hang_pid=""
+
 # The sync server comes up: the next startup syncs, then switches.
 "$OTA_BIN/ota-syncd" --db "$tmp/server.db" --port 0 --port-file "$tmp/port" \
     >"$tmp/syncd.log" 2>&1 &
@@ -134,7 +156,8 @@ agent rollback --force || fail "rollback --force"
 grep -q "exported 1 pending change to $state/exports/" "$tmp/out" || fail "no export reported"
 export_file=$(sed -n 's/^exported 1 pending change to //p' "$tmp/out")
 [ -s "$export_file" ] || fail "export file missing"
-grep -q '"n":9' "$export_file" || fail "export lacks the change"
+grep -qF '"model":"m2"' "$export_file" && grep -qF '{\"n\":9}' "$export_file" ||
+    fail "export lacks the change"
 [ "$(running)" = 1.0.0 ] || fail "forced rollback did not switch"
 [ "$(pending m2)" = 1 ] || fail "a forced rollback deleted an outbox row"
 agent history

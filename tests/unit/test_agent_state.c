@@ -25,8 +25,8 @@
 
 /* renameat fails while fail_renameat is set (the switch of `current` uses it). */
 static int fail_renameat;
-int __real_renameat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
-int __wrap_renameat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
+int        __real_renameat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
+int        __wrap_renameat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
 
 int
 __wrap_renameat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath)
@@ -43,8 +43,8 @@ __wrap_renameat(int olddirfd, const char *oldpath, int newdirfd, const char *new
 struct fake_outbox {
     struct ota_gate_pending rows[4];
     size_t                  n;
-    int                     sync_drains;   /* sync sets every count to 0 */
-    ota_err                 sync_rc;       /* what sync returns when it does not drain */
+    int                     sync_drains; /* sync sets every count to 0 */
+    ota_err                 sync_rc;     /* what sync returns when it does not drain */
     int                     syncs, exports;
     ota_err                 pending_rc;
     char                    export_path[4096];
@@ -164,8 +164,8 @@ teardown(void **state)
 static void
 place(struct fx *f, const char *version, const char *model, const char *reads, int breaking)
 {
-    char       path[4096], json[512];
-    struct rel r;
+    char            path[4096], json[512];
+    struct rel      r;
     struct ota_diag d;
 
     snprintf(path, sizeof(path), "%s/bundles/%s", f->state_dir, version);
@@ -293,7 +293,7 @@ test_lock(void **state)
     assert_non_null(strstr(d.msg, "lock"));
     o.lock_wait_ms = 120; /* waiting does not help while the holder keeps it */
     assert_int_equal(ota_agent_open(&o, &b, &d), OTA_E_LOCKED);
-    o.read_only = 1;      /* readers (status) need no lock */
+    o.read_only = 1; /* readers (status) need no lock */
     assert_int_equal(ota_agent_open(&o, &b, &d), OTA_OK);
     ota_agent_close(b);
     b = NULL;
@@ -506,7 +506,7 @@ test_gate(void **state)
     f->cfg.outbox_db = (char *)"/data/app.db"; /* read through the fake ops */
     place(f, "1.0", "m1", "", 0);
     assert_int_equal(ota_agent_activate(f->a, "1.0", 0, &res, &d), OTA_OK);
-    place(f, "2.0", "m2", "", 0);        /* cannot read m1 */
+    place(f, "2.0", "m2", "", 0); /* cannot read m1 */
     f->ob.n = 1;
     snprintf(f->ob.rows[0].model, sizeof(f->ob.rows[0].model), "m1");
     f->ob.rows[0].count = 4;
@@ -552,6 +552,8 @@ test_gate(void **state)
     assert_int_equal(res.exported, 4);
     assert_int_equal(access(res.export_path, F_OK), 0);
     current_is(f, "2.0");
+    /* 1.0 ran without a trial until this update: it is the known-good release now */
+    assert_int_equal(state_of(f, "1.0"), REL_CONFIRMED);
     assert_int_equal(f->ob.rows[0].count, 4);
     g = meta(f, "gate");
     assert_null(g);
@@ -613,10 +615,10 @@ test_gate_reads_models_and_breaking(void **state)
 static void
 test_gc(void **state)
 {
-    struct fx              *f = *state;
-    struct ota_agent_result res;
-    struct ota_diag         d;
-    unsigned                n = 0;
+    struct fx               *f = *state;
+    struct ota_agent_result  res;
+    struct ota_diag          d;
+    unsigned                 n = 0;
     static const char *const v[] = {"1.0", "2.0", "3.0", "4.0", "5.0"};
 
     place(f, "0.9", "m1", "", 0);
@@ -712,8 +714,8 @@ test_status_json(void **state)
     install_v1_v2(f);
     assert_int_equal(ota_agent_activate(f->a, "2.0", 0, &res, &d), OTA_OK);
     assert_int_equal(ota_agent_status(f->a, &s, &d), OTA_OK);
-    assert_string_equal(json_string_value(json_object_get(json_object_get(s, "active"),
-                                                          "version")), "2.0");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(s, "active"), "version")),
+                        "2.0");
     assert_true(json_is_true(json_object_get(json_object_get(s, "active"), "on_trial")));
     assert_string_equal(json_string_value(json_object_get(s, "previous")), "1.0");
     assert_int_equal(json_array_size(json_object_get(s, "releases")), 2);
@@ -727,22 +729,26 @@ test_bucket(void **state)
 {
     unsigned b1 = 100, b2 = 100;
     (void)state;
-    assert_int_equal(check_bucket("00112233445566778899aabbccddeeff", "com.example.field",
-                                  "1.4.0", &b1), OTA_OK);
-    assert_int_equal(check_bucket("00112233445566778899aabbccddeeff", "com.example.field",
-                                  "1.4.0", &b2), OTA_OK);
+    assert_int_equal(
+        check_bucket("00112233445566778899aabbccddeeff", "com.example.field", "1.4.0", &b1),
+        OTA_OK);
+    assert_int_equal(
+        check_bucket("00112233445566778899aabbccddeeff", "com.example.field", "1.4.0", &b2),
+        OTA_OK);
     assert_int_equal(b1, b2);
     assert_int_equal(b1, 59); /* formats/agent.md test vectors */
-    assert_int_equal(check_bucket("00112233445566778899aabbccddeeff", "com.example.field",
-                                  "2.0.0", &b2), OTA_OK);
+    assert_int_equal(
+        check_bucket("00112233445566778899aabbccddeeff", "com.example.field", "2.0.0", &b2),
+        OTA_OK);
     assert_int_equal(b2, 34);
     {
         /* the rule from repo-layout.md, computed independently */
         unsigned char h[OTA_SHA256_LEN];
         const char   *s = "00112233445566778899aabbccddeeff:com.example.field:1.4.0";
         assert_int_equal(ota_sha256_buf(s, strlen(s), h), OTA_OK);
-        assert_int_equal(b1, (((uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 |
-                               (uint32_t)h[2] << 8 | h[3]) % 100u));
+        assert_int_equal(
+            b1,
+            (((uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3]) % 100u));
     }
 }
 
@@ -751,10 +757,10 @@ test_config(void **state)
 {
     struct ota_agent_config c;
     struct ota_diag         d;
-    const char *good = "{\"repository_url\":\"https://updates.example.com/field\","
-                       "\"state_dir\":\"/var/lib/ota\",\"app\":\"com.example.field\","
-                       "\"runtime_version\":\"3.2\",\"trusted_root\":\"/usr/share/root.json\","
-                       "\"outbox_db\":\"/data/app.db\",\"sync_url\":\"https://s/{model}\"}";
+    const char             *good = "{\"repository_url\":\"https://updates.example.com/field\","
+                                   "\"state_dir\":\"/var/lib/ota\",\"app\":\"com.example.field\","
+                                   "\"runtime_version\":\"3.2\",\"trusted_root\":\"/usr/share/root.json\","
+                                   "\"outbox_db\":\"/data/app.db\",\"sync_url\":\"https://s/{model}\"}";
     (void)state;
     memset(&c, 0, sizeof(c));
     assert_int_equal(ota_agent_config_parse(good, strlen(good), "agent.json", &c, &d), OTA_OK);
@@ -766,12 +772,12 @@ test_config(void **state)
     assert_null(c.factory_bundle);
     ota_agent_config_clear(&c);
 
-#define BAD(json, code, needle)                                                            \
-    do {                                                                                   \
-        const char *j_ = json;                                                             \
-        memset(&c, 0xa5, sizeof(c));                                                       \
-        assert_int_equal(ota_agent_config_parse(j_, strlen(j_), "agent.json", &c, &d), code); \
-        assert_non_null(strstr(d.msg, needle));                                            \
+#define BAD(json, code, needle)                                                                    \
+    do {                                                                                           \
+        const char *j_ = json;                                                                     \
+        memset(&c, 0xa5, sizeof(c));                                                               \
+        assert_int_equal(ota_agent_config_parse(j_, strlen(j_), "agent.json", &c, &d), code);      \
+        assert_non_null(strstr(d.msg, needle));                                                    \
     } while (0)
     BAD("{\"repository_url\":\"https://x\",\"state_dir\":\"/s\",\"app\":\"a\","
         "\"runtime_version\":\"1\",\"trusted_root\":\"/r\",\"colour\":\"red\"}",
