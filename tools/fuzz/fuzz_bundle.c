@@ -2,8 +2,9 @@
  * streaming extraction with its size and digest checks.
  *
  * An input that starts with the zstd frame magic is read as a bundle file as it is; any other
- * input is taken as the tar stream itself and compressed first, so mutations reach the tar and
- * manifest code instead of dying in the zstd decoder. The manifest's signature is accepted
+ * input is taken as the tar stream itself, its ustar header checksums are recomputed, and it is
+ * compressed, so mutations reach the tar and manifest code instead of dying in the zstd decoder
+ * or in a header checksum the fuzzer cannot see into. The manifest's signature is accepted
  * whatever it is: the point is the code behind it, which a signed manifest reaches too.
  *
  * Properties: nothing is written outside the destination directory (a scratch tree around it
@@ -195,6 +196,41 @@ check_tree(const struct ota_manifest *m, const char *rel)
     closedir(dh);
 }
 
+static uint64_t
+octal(const unsigned char *p, size_t n)
+{
+    uint64_t v = 0;
+
+    for (size_t i = 0; i < n && p[i] >= '0' && p[i] <= '7'; i++)
+        v = v << 3 | (uint64_t)(p[i] - '0');
+    return v;
+}
+
+/* Recompute the checksum of every ustar header, walking from header to header by the sizes
+ * they declare, until a block that is not a header. */
+static void
+fix_tar_checksums(unsigned char *t, size_t len)
+{
+    size_t off = 0;
+
+    while (len >= 512 && off <= len - 512) {
+        unsigned char *h = t + off;
+        unsigned       sum = 0;
+        uint64_t       size;
+
+        if (memcmp(h + 257, "ustar", 5) != 0)
+            return;
+        memset(h + 148, ' ', 8);
+        for (size_t i = 0; i < 512; i++)
+            sum += h[i];
+        snprintf((char *)h + 148, 8, "%06o", sum & 0777777);
+        size = octal(h + 124, 12);
+        if (size > len)
+            return;
+        off += 512 + (size_t)((size + 511) / 512 * 512);
+    }
+}
+
 /* A bundle that verifies holds every file its manifest lists. */
 static void
 check_all_there(const struct ota_manifest *m)
@@ -218,7 +254,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct ota_bundle_read_opts o;
     struct ota_manifest        *m = NULL;
     struct ota_diag             d;
-    unsigned char              *z = NULL;
+    unsigned char              *z = NULL, *tar = NULL;
     struct mem                  in = { data, size, 0 };
     ota_err                     rc;
 
@@ -227,9 +263,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 4 || memcmp(data, magic, 4) != 0) {
         size_t cap = ZSTD_compressBound(size), n;
         z = malloc(cap);
-        if (z == NULL)
+        tar = malloc(size + 1);
+        if (z == NULL || tar == NULL)
             abort();
-        n = ZSTD_compress(z, cap, data, size, 1);
+        memcpy(tar, data, size);
+        fix_tar_checksums(tar, size);
+        n = ZSTD_compress(z, cap, tar, size, 1);
         FUZZ_CHECK(!ZSTD_isError(n));
         in.p = z;
         in.len = n;
@@ -259,6 +298,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_level(inner, "dest");
     FUZZ_CHECK(ota_rm_rf(dest, NULL) == OTA_OK);
     ota_manifest_free(m);
+    free(tar);
     free(z);
     return 0;
 }

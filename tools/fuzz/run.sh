@@ -30,10 +30,10 @@ max_len() {
     esac
 }
 
-# JSON token dictionary for the harnesses whose input is a JSON document.
+# Token dictionaries: manifest and tar fields for bundles, JSON and ota's keys for the rest.
 dict() {
     case "$1" in
-    bundle) ;;
+    bundle) echo "-dict=$top/tools/fuzz/bundle.dict" ;;
     *) echo "-dict=$top/tools/fuzz/json.dict" ;;
     esac
 }
