@@ -250,12 +250,12 @@ check_all_there(const struct ota_manifest *m)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static const unsigned char magic[4] = { 0x28, 0xb5, 0x2f, 0xfd };
+    static const unsigned char  magic[4] = {0x28, 0xb5, 0x2f, 0xfd};
     struct ota_bundle_read_opts o;
     struct ota_manifest        *m = NULL;
     struct ota_diag             d;
     unsigned char              *z = NULL, *tar = NULL;
-    struct mem                  in = { data, size, 0 };
+    struct mem                  in = {data, size, 0};
     ota_err                     rc;
 
     if (scratch[0] == '\0')

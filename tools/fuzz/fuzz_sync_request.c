@@ -27,7 +27,8 @@ check_change(const json_t *ch)
     json_t     *v;
 
     FUZZ_CHECK(json_is_object(ch) && json_object_size(ch) == 6);
-    json_object_foreach((json_t *)ch, k, v) {
+    json_object_foreach((json_t *)ch, k, v)
+    {
         FUZZ_CHECK(strcmp(k, "id") == 0 || strcmp(k, "seq") == 0 || strcmp(k, "entity") == 0 ||
                    strcmp(k, "op") == 0 || strcmp(k, "payload") == 0 ||
                    strcmp(k, "created_at") == 0);
@@ -38,8 +39,7 @@ check_change(const json_t *ch)
     FUZZ_CHECK(str_ok(json_object_get(ch, "entity"), SYNCD_NAME_MAX));
     FUZZ_CHECK(str_ok(json_object_get(ch, "op"), 16));
     op = json_string_value(json_object_get(ch, "op"));
-    FUZZ_CHECK(strcmp(op, "insert") == 0 || strcmp(op, "update") == 0 ||
-               strcmp(op, "delete") == 0);
+    FUZZ_CHECK(strcmp(op, "insert") == 0 || strcmp(op, "update") == 0 || strcmp(op, "delete") == 0);
     FUZZ_CHECK(json_object_get(ch, "payload") != NULL);
     FUZZ_CHECK(json_is_integer(json_object_get(ch, "created_at")));
 }

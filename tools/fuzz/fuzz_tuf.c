@@ -126,10 +126,10 @@ struct visit {
 static int
 on_target(void *ctx, const struct ota_tuf_targetinfo *t)
 {
-    struct visit             *v = ctx;
-    struct ota_tuf_targetinfo got;
-    struct ota_diag           d;
-    size_t                    nd = 0;
+    struct visit                    *v = ctx;
+    struct ota_tuf_targetinfo        got;
+    struct ota_diag                  d;
+    size_t                           nd = 0;
     const struct ota_tuf_delegation *dl = ota_tuf_targets_delegations(v->md, &nd);
 
     FUZZ_CHECK(t->path != NULL && ota_tuf_target_path_check(t->path, &d) == OTA_OK);
@@ -196,7 +196,7 @@ check_doc(struct ota_tuf_md *md, enum ota_tuf_type type, const uint8_t *data, si
         break;
     }
     case OTA_TUF_TARGETS: {
-        struct visit                     v = { md, 0 };
+        struct visit                     v = {md, 0};
         size_t                           nd = 0, n;
         const struct ota_tuf_delegation *dl = ota_tuf_targets_delegations(md, &nd);
         char                             fname[OTA_TUF_FILENAME_MAX];

@@ -22,12 +22,11 @@ op_ok(const char *op)
 static ota_err
 check_change(const json_t *ch, size_t i, struct ota_diag *d)
 {
-    static const char *const keys[] = { "id", "seq", "entity", "op", "payload", "created_at",
-                                        NULL };
-    struct ota_diag why;
-    const char     *id, *entity, *op;
-    long long       seq, created;
-    ota_err         rc;
+    static const char *const keys[] = {"id", "seq", "entity", "op", "payload", "created_at", NULL};
+    struct ota_diag          why;
+    const char              *id, *entity, *op;
+    long long                seq, created;
+    ota_err                  rc;
 
     if (!json_is_object(ch))
         return ota_diag_set(d, OTA_E_FORMAT, "change %zu: not an object", i);
@@ -36,8 +35,7 @@ check_change(const json_t *ch, size_t i, struct ota_diag *d)
         (rc = ota_json_get_int(ch, "seq", 1, LLONG_MAX, &seq, &why)) != OTA_OK ||
         (rc = ota_json_get_str(ch, "entity", SYNCD_NAME_MAX, 1, &entity, &why)) != OTA_OK ||
         (rc = ota_json_get_str(ch, "op", 16, 1, &op, &why)) != OTA_OK ||
-        (rc = ota_json_get_int(ch, "created_at", LLONG_MIN, LLONG_MAX, &created, &why)) !=
-            OTA_OK)
+        (rc = ota_json_get_int(ch, "created_at", LLONG_MIN, LLONG_MAX, &created, &why)) != OTA_OK)
         return ota_diag_set(d, rc, "change %zu: %s", i, why.msg);
     if (!op_ok(op))
         return ota_diag_set(d, OTA_E_FORMAT, "change %zu: 'op' must be insert, update or delete",
@@ -51,7 +49,7 @@ ota_err
 syncd_request_parse(const char *url_model, const void *buf, size_t len, json_t **body,
                     json_t **changes, struct ota_diag *d)
 {
-    static const char *const keys[] = { "model", "changes", NULL };
+    static const char *const keys[] = {"model", "changes", NULL};
     json_t                  *v = NULL, *chs = NULL, *ch;
     const char              *model;
     size_t                   i;
@@ -72,7 +70,8 @@ syncd_request_parse(const char *url_model, const void *buf, size_t len, json_t *
         rc = ota_diag_set(d, OTA_E_FORMAT, "'model' does not match the URL");
         goto out;
     }
-    json_array_foreach(chs, i, ch) {
+    json_array_foreach(chs, i, ch)
+    {
         rc = check_change(ch, i, d);
         if (rc != OTA_OK)
             goto out;

@@ -8,10 +8,10 @@
 
 #include "ota/err.h"
 
-#define SYNCD_BODY_MAX (8u << 20)  /* largest request body */
-#define SYNCD_CHANGES_MAX 10000    /* most changes in one request */
-#define SYNCD_ID_MAX 128           /* longest change id */
-#define SYNCD_NAME_MAX 128         /* longest model or entity name */
+#define SYNCD_BODY_MAX (8u << 20) /* largest request body */
+#define SYNCD_CHANGES_MAX 10000   /* most changes in one request */
+#define SYNCD_ID_MAX 128          /* longest change id */
+#define SYNCD_NAME_MAX 128        /* longest model or entity name */
 
 /** 1 if model (the {model} of the URL) names a model: 1..SYNCD_NAME_MAX bytes, no '/'. */
 int syncd_model_valid(const char *model);
