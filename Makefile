@@ -6,6 +6,7 @@
 #   make WERROR=1         warnings are errors
 #   make SANITIZE=address,undefined   sanitizer build in its own directory (build-san/)
 #   make bench            run the benchmarks (they print figures; they never fail on speed)
+#   make fuzz / fuzz-short  libFuzzer harnesses (clang; build-fuzz/), see tools/fuzz/fuzz.mk
 
 PREFIX  ?= /usr/local
 CC      ?= cc
@@ -66,7 +67,7 @@ TOOLS         := $(addprefix $(BUILD)/bin/,$(TOOL_DIRS))
 UNIT_SRC      := $(wildcard tests/unit/test_*.c)
 UNIT_BINS     := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all check unit integration demo deps install clean bench torture fuzz format
+.PHONY: all check unit integration demo deps install clean bench torture fuzz fuzz-short format
 all: $(BINS) $(TOOLS) $(UNIT_BINS)
 
 $(BUILD)/obj/%.o: %.c
@@ -137,3 +138,5 @@ clean:
 	rm -rf build build-san
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+include tools/fuzz/fuzz.mk

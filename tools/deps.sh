@@ -6,7 +6,8 @@ set -eu
 
 PKGS="build-essential pkg-config libarchive-dev libsodium-dev libcurl4-openssl-dev libzstd-dev
 libsqlite3-dev libjansson-dev libssl-dev libcmocka-dev libmicrohttpd-dev nginx-light zstd
-libarchive-tools sqlite3 nodejs npm faketime strace time curl ca-certificates"
+libarchive-tools sqlite3 nodejs npm faketime strace time curl ca-certificates
+clang libclang-rt-14-dev"
 
 missing=""
 for p in $PKGS; do

@@ -31,11 +31,8 @@
 
 #include "ota/cjson.h"
 #include "ota/fsutil.h"
+#include "protocol.h"
 
-#define BODY_MAX (8u << 20)     /* largest request body */
-#define CHANGES_MAX 10000       /* most changes in one request */
-#define ID_MAX 128
-#define NAME_MAX_BYTES 128
 #define REJECT_MAX 64
 #define LIST_LIMIT_MAX 1000000
 
@@ -188,46 +185,6 @@ entity_refused(const struct server *s, const char *entity)
     return 0;
 }
 
-static int
-op_ok(const char *op)
-{
-    return strcmp(op, "insert") == 0 || strcmp(op, "update") == 0 || strcmp(op, "delete") == 0;
-}
-
-/* Checks one change of a request. On failure msg explains it. */
-static int
-check_change(json_t *ch, char *msg, size_t cap)
-{
-    static const char *const keys[] = { "id", "seq", "entity", "op", "payload", "created_at",
-                                        NULL };
-    struct ota_diag d;
-    const char     *id, *entity, *op;
-    long long       seq, created;
-
-    if (!json_is_object(ch)) {
-        snprintf(msg, cap, "not an object");
-        return -1;
-    }
-    if (ota_json_only_keys(ch, keys, &d) != OTA_OK ||
-        ota_json_get_str(ch, "id", ID_MAX, 1, &id, &d) != OTA_OK ||
-        ota_json_get_int(ch, "seq", 1, LLONG_MAX, &seq, &d) != OTA_OK ||
-        ota_json_get_str(ch, "entity", NAME_MAX_BYTES, 1, &entity, &d) != OTA_OK ||
-        ota_json_get_str(ch, "op", 16, 1, &op, &d) != OTA_OK ||
-        ota_json_get_int(ch, "created_at", LLONG_MIN, LLONG_MAX, &created, &d) != OTA_OK) {
-        snprintf(msg, cap, "%s", d.msg);
-        return -1;
-    }
-    if (!op_ok(op)) {
-        snprintf(msg, cap, "'op' must be insert, update or delete");
-        return -1;
-    }
-    if (json_object_get(ch, "payload") == NULL) {
-        snprintf(msg, cap, "'payload' is missing");
-        return -1;
-    }
-    return 0;
-}
-
 /* Stores the changes of one request, each id at most once, in one transaction; fills the
  * accepted and rejected lists of the answer. Returns 0, or -1 on a database error (then
  * nothing was stored). */
@@ -319,11 +276,8 @@ authorized(const struct server *s, struct MHD_Connection *c)
 static enum MHD_Result
 handle_sync(struct server *s, struct MHD_Connection *c, const char *model, struct req *q)
 {
-    json_t         *body = NULL, *changes, *accepted, *rejected, *v;
+    json_t         *body = NULL, *changes = NULL, *accepted, *rejected;
     struct ota_diag d;
-    const char     *bmodel;
-    char            msg[300];
-    size_t          i;
     int             fail_after = 0;
 
     if (s->mode == MODE_OFFLINE)
@@ -346,39 +300,14 @@ handle_sync(struct server *s, struct MHD_Connection *c, const char *model, struc
     }
     if (q->too_big)
         return send_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body is over 8 MiB");
-    if (*model == '\0' || strlen(model) > NAME_MAX_BYTES || strchr(model, '/') != NULL) {
+    if (!syncd_model_valid(model)) {
         s->bad++;
         return send_error(c, MHD_HTTP_NOT_FOUND, "no such model");
     }
-    if (ota_json_parse_data(q->p ? q->p : "", q->len, BODY_MAX, &body, &d) != OTA_OK) {
+    /* The whole request is checked before anything is stored. */
+    if (syncd_request_parse(model, q->p, q->len, &body, &changes, &d) != OTA_OK) {
         s->bad++;
         return send_error(c, MHD_HTTP_BAD_REQUEST, d.msg);
-    }
-    {
-        static const char *const keys[] = { "model", "changes", NULL };
-        if (!json_is_object(body) || ota_json_only_keys(body, keys, &d) != OTA_OK ||
-            ota_json_get_str(body, "model", NAME_MAX_BYTES, 1, &bmodel, &d) != OTA_OK ||
-            ota_json_get_arr(body, "changes", CHANGES_MAX, &changes, &d) != OTA_OK) {
-            s->bad++;
-            json_decref(body);
-            return send_error(c, MHD_HTTP_BAD_REQUEST,
-                              json_is_object(body) ? d.msg : "body is not a JSON object");
-        }
-    }
-    if (strcmp(bmodel, model) != 0) {
-        s->bad++;
-        json_decref(body);
-        return send_error(c, MHD_HTTP_BAD_REQUEST, "'model' does not match the URL");
-    }
-    /* The whole request is checked before anything is stored. */
-    json_array_foreach(changes, i, v) {
-        char why[256];
-        if (check_change(v, why, sizeof why) != 0) {
-            snprintf(msg, sizeof msg, "change %zu: %s", i, why);
-            s->bad++;
-            json_decref(body);
-            return send_error(c, MHD_HTTP_BAD_REQUEST, msg);
-        }
     }
     accepted = json_array();
     rejected = json_array();
@@ -571,13 +500,13 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
             return MHD_NO;
         *ctx = q;
         s->requests++;
-        if (cl != NULL && strtoull(cl, NULL, 10) > BODY_MAX)
+        if (cl != NULL && strtoull(cl, NULL, 10) > SYNCD_BODY_MAX)
             q->too_big = 1;
         return MHD_YES;
     }
     if (*upload_size > 0) {
         /* Gather the body up to the cap; past it, keep reading but drop the bytes. */
-        if (!q->too_big && *upload_size <= BODY_MAX - q->len) {
+        if (!q->too_big && *upload_size <= SYNCD_BODY_MAX - q->len) {
             if (append(q, upload, *upload_size) != 0)
                 return MHD_NO;
         } else {
