@@ -67,6 +67,7 @@ release() { # REPO FILE [options...]
 server_start() { # NAME DIR
     "$EVIL_SERVER" --root "$2" --rules "$T/$1.rules" --port-file "$T/$1.port" \
         --pid-file "$T/$1.pid" --log "$T/$1.log" 2>>"$T/$1.stderr" &
+    echo $! >"$T/$1.child"
     _n=0
     while [ ! -s "$T/$1.port" ]; do
         _n=$((_n + 1))
@@ -75,13 +76,14 @@ server_start() { # NAME DIR
     done
     eval "port_$1=\$(cat \"\$T/\$1.port\")"
 }
-server_stop() { # NAME
-    [ -s "$T/$1.pid" ] || return 0
-    _pid=$(cat "$T/$1.pid")
+server_stop() { # NAME: stops it by its process id; its exit status goes to $T/NAME.status
+    [ -s "$T/$1.child" ] || return 0
+    _pid=$(cat "$T/$1.child")
+    rm -f "$T/$1.child"
     kill -TERM "$_pid" 2>/dev/null || true
-    _n=0
-    while kill -0 "$_pid" 2>/dev/null && [ $_n -lt 100 ]; do sleep 0.05; _n=$((_n + 1)); done
-    rm -f "$T/$1.pid"
+    _st=0
+    wait "$_pid" || _st=$?
+    echo "$_st" >"$T/$1.status"
 }
 stop_servers() { for s in repo mirror r2; do server_stop "$s"; done; }
 add_cleanup stop_servers
@@ -623,4 +625,10 @@ refuse C OTA_E_ROLLBACK "root version 5: root has version 4, expected 5" check
 kept C
 no_rules r2
 
+# The servers stop cleanly on SIGTERM (a sanitizer build reports leaks in the status).
+stop_servers
+for s in repo mirror r2; do
+    [ "$(cat "$T/$s.status")" = 0 ] ||
+        die "ota-evil-server $s exited $(cat "$T/$s.status"): $(cat "$T/$s.stderr")"
+done
 echo "attacks: all cases passed"
