@@ -385,7 +385,7 @@ download(struct ota_agent *a, struct tuf *t, const struct ota_tuf_target *tt, co
         if (got > 0)
             res->downloaded_now = 1;
         if (rc != OTA_OK) {
-            ota_diag_prefix(d, "downloading '%s'", url);
+            ota_diag_prefix(d, "downloading release %s", c->rel.version);
             (void)fsync(fd); /* keep what arrived for the next attempt */
             goto out;
         }

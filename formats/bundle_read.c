@@ -785,6 +785,13 @@ read_entries(struct reader *r, struct archive *a, const struct ota_manifest *m)
     ret = archive_read_next_header(a, &e);
     if (ret == ARCHIVE_OK || ret == ARCHIVE_WARN) {
         const char *name = archive_entry_pathname_utf8(e);
+        size_t      len = name ? strlen(name) : 0;
+        if (len > 1 && name[len - 1] == '/')
+            len--;
+        /* The last entry sent again says more than "not in the manifest": it is. */
+        if (m->nfiles > 0 && len == strlen(m->files[m->nfiles - 1].path) &&
+            memcmp(name, m->files[m->nfiles - 1].path, len) == 0)
+            return ota_diag_set(r->d, OTA_E_FORMAT, "'%.*s' appears twice", (int)len, name);
         return ota_diag_set(r->d, OTA_E_FORMAT, "entry '%.200s' is not in the manifest",
                             name ? name : "?");
     }

@@ -992,6 +992,28 @@ test_hostile_duplicate(void **state)
     hostile(mf2, N(mf2), e, 2, &FIRST, OTA_E_FORMAT); /* listed twice in the manifest */
 }
 
+/* The last entry sent again is named as a duplicate, not as a stranger to the manifest. */
+static void
+test_hostile_duplicate_last(void **state)
+{
+    static const struct mf  mf[] = { { "a", 0, 0644, "one" }, { "b", 0, 0644, "two" } };
+    static const struct ent e[] = { { "a", 'f', 0644, "one", -1, NULL, 0 },
+                                    { "b", 'f', 0644, "two", -1, NULL, 0 },
+                                    { "b", 'f', 0644, "TWO", -1, NULL, 0 } };
+    size_t          mlen = 0;
+    char           *man = make_manifest(mf, N(mf), &K1, &mlen);
+    struct ota_diag d;
+
+    (void)state;
+    build(man, mlen, e, N(e), &FIRST);
+    free(man);
+    assert_int_equal(ota_rm_rf(P("out/dest"), NULL), OTA_OK);
+    assert_int_equal(mkdir(P("out/dest"), 0755), 0);
+    assert_int_equal(read_b(P("out/dest"), NULL, &d), OTA_E_FORMAT);
+    assert_string_equal(d.msg, "'b' appears twice");
+    assert_contained();
+}
+
 static void
 test_hostile_longer_than_declared(void **state)
 {
@@ -1301,6 +1323,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_hostile_device, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_setuid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_duplicate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hostile_duplicate_last, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_longer_than_declared, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_not_in_manifest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_manifest_not_first, setup, teardown),
