@@ -1,6 +1,10 @@
-/* Failures of the system under the agent's state: a failing disk named in database errors, and
- * a database SQLite could only open read-only. The integration test
- * tests/integration/fault_inject.sh fails the calls of the whole binary with strace. */
+/* Failures of the system under the agent's state: a failing disk named in database errors, a
+ * database SQLite could only open read-only, and every file-system call of a switch of
+ * `current` failed in turn ("fail the N-th call", with link-time wrapping). A switch that
+ * fails must leave the release that was active, with no record or temp link behind; the
+ * integration test tests/integration/fault_inject.sh does the same to the whole binary with
+ * strace. */
+/* LDWRAP: -Wl,--wrap=fsync -Wl,--wrap=renameat -Wl,--wrap=symlinkat -Wl,--wrap=unlinkat */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -22,6 +26,72 @@
 #include "ota/agent.h"
 #include "ota/fsutil.h"
 #include "ota/outbox.h"
+
+/* ---- fail the N-th call of one wrapped function -------------------------------------- */
+
+enum { W_FSYNC, W_RENAMEAT, W_SYMLINKAT, W_UNLINKAT, W_COUNT };
+static int fail_which = -1; /* W_* armed, -1 none */
+static int fail_at;         /* fail its call number fail_at (1-based) */
+static int calls[W_COUNT];
+static int injected;
+
+static int
+fail_now(int which)
+{
+    if (which != fail_which || ++calls[which] != fail_at)
+        return 0;
+    injected++;
+    errno = EIO;
+    return 1;
+}
+
+int __real_fsync(int fd);
+int __wrap_fsync(int fd);
+int __real_renameat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
+int __wrap_renameat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
+int __real_symlinkat(const char *target, int newdirfd, const char *linkpath);
+int __wrap_symlinkat(const char *target, int newdirfd, const char *linkpath);
+int __real_unlinkat(int dirfd, const char *pathname, int flags);
+int __wrap_unlinkat(int dirfd, const char *pathname, int flags);
+
+int
+__wrap_fsync(int fd)
+{
+    return fail_now(W_FSYNC) ? -1 : __real_fsync(fd);
+}
+
+int
+__wrap_renameat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath)
+{
+    return fail_now(W_RENAMEAT) ? -1 : __real_renameat(olddirfd, oldpath, newdirfd, newpath);
+}
+
+int
+__wrap_symlinkat(const char *target, int newdirfd, const char *linkpath)
+{
+    return fail_now(W_SYMLINKAT) ? -1 : __real_symlinkat(target, newdirfd, linkpath);
+}
+
+int
+__wrap_unlinkat(int dirfd, const char *pathname, int flags)
+{
+    return fail_now(W_UNLINKAT) ? -1 : __real_unlinkat(dirfd, pathname, flags);
+}
+
+static void
+arm(int which, int n)
+{
+    memset(calls, 0, sizeof(calls));
+    injected = 0;
+    fail_which = which;
+    fail_at = n;
+}
+
+static void
+disarm(void)
+{
+    fail_which = -1;
+}
 
 /* ---- fixture ------------------------------------------------------------------------- */
 
@@ -74,10 +144,67 @@ static int
 teardown(void **state)
 {
     struct fx *f = *state;
+    disarm();
     ota_agent_close(f->a);
     assert_int_equal(ota_rm_rf(f->dir, NULL), OTA_OK);
     free(f);
     return 0;
+}
+
+/* A verified release as staging leaves it: bundles/<version>/ and a "staged" row. */
+static void
+place(struct fx *f, const char *version)
+{
+    char            path[4096], json[512];
+    struct rel      r;
+    struct ota_diag d;
+
+    snprintf(path, sizeof(path), "%s/bundles/%s", f->state_dir, version);
+    assert_int_equal(mkdir(path, 0755), 0);
+    snprintf(path, sizeof(path), "%s/bundles/%s/index.js", f->state_dir, version);
+    assert_int_equal(ota_write_file_atomic(path, version, strlen(version), 0644, 1, NULL), OTA_OK);
+    snprintf(json, sizeof(json),
+             "{\"app\":\"com.example.field\",\"mandatory\":false,\"min_agent\":\"0.1\","
+             "\"model\":\"m1\",\"reads_models\":[],\"runtime\":{\"max\":\"3.9\",\"min\":\"3.0\"},"
+             "\"version\":\"%s\"}",
+             version);
+    memset(&r, 0, sizeof(r));
+    snprintf(r.version, sizeof(r.version), "%s", version);
+    snprintf(r.model, sizeof(r.model), "m1");
+    snprintf(r.source, sizeof(r.source), "repository");
+    r.release_json = json;
+    r.state = REL_STAGED;
+    r.present = 1;
+    r.staged_at = 1795000000;
+    assert_int_equal(state_rel_put(&f->a->st, &r, &d), OTA_OK);
+}
+
+static void
+current_is(struct fx *f, const char *version)
+{
+    char cur[OTA_VERSION_STR_MAX];
+    agent_current_target(f->a, cur);
+    assert_string_equal(cur, version);
+}
+
+static void
+active_is(struct fx *f, const char *version)
+{
+    char act[OTA_VERSION_STR_MAX];
+    assert_int_equal(agent_pointers(f->a, act, NULL, NULL), OTA_OK);
+    assert_string_equal(act, version);
+}
+
+static void
+no_record_no_temp(struct fx *f)
+{
+    char  cmd[600];
+    char *v = NULL;
+
+    assert_int_equal(state_meta_get(&f->a->st, "activating", &v, NULL), OTA_OK);
+    assert_null(v);
+    snprintf(cmd, sizeof(cmd), "ls -a '%s' | grep -q ota-tmp", f->state_dir);
+    assert_int_not_equal(system(cmd), 0);
 }
 
 /* ---- database errors ----------------------------------------------------------------- */
@@ -179,12 +306,94 @@ test_db_never_opens_read_only(void **state)
     fx_open(f);
 }
 
+/* ---- a switch of `current` failing at each call ---------------------------------------- */
+
+/* Activate 2.0 (or roll back to 1.0 from 2.0) with call n of one function failing, for every
+ * n until a run makes fewer calls. A failed switch leaves the release that was active, also
+ * after recovery, and the same switch then succeeds. */
+static void
+switch_faults(void **state, int rollback)
+{
+    struct fx *f = *state;
+    int        total[W_COUNT] = {0};
+
+    for (int w = 0; w < W_COUNT; w++) {
+        for (int n = 1;; n++) {
+            struct ota_agent_result res;
+            struct ota_diag         d;
+            const char             *from = rollback ? "2.0" : "1.0";
+            const char             *to = rollback ? "1.0" : "2.0";
+            ota_err                 rc;
+
+            teardown(state);
+            setup(state);
+            f = *state;
+            place(f, "1.0");
+            assert_int_equal(ota_agent_activate(f->a, "1.0", 0, &res, &d), OTA_OK);
+            place(f, "2.0");
+            if (rollback)
+                assert_int_equal(ota_agent_activate(f->a, "2.0", 0, &res, &d), OTA_OK);
+
+            arm(w, n);
+            memset(&d, 0, sizeof(d));
+            rc = rollback ? ota_agent_rollback(f->a, NULL, 0, &res, &d)
+                          : ota_agent_activate(f->a, "2.0", 0, &res, &d);
+            disarm();
+            if (!injected) {
+                assert_int_equal(rc, OTA_OK); /* past the last call: nothing failed */
+                current_is(f, to);
+                break;
+            }
+            total[w]++;
+            if (rc == OTA_OK) {
+                /* Only a failure nothing depends on may be absorbed: the switch is complete. */
+                current_is(f, to);
+                active_is(f, to);
+            } else {
+                assert_int_equal(rc, OTA_E_IO);
+                assert_non_null(strstr(d.msg, strerror(EIO)));
+                current_is(f, from);
+                active_is(f, from);
+            }
+            no_record_no_temp(f);
+            assert_int_equal(ota_agent_recover(f->a, &d), OTA_OK);
+            current_is(f, rc == OTA_OK ? to : from);
+            active_is(f, rc == OTA_OK ? to : from);
+            no_record_no_temp(f);
+            if (rc != OTA_OK) {
+                rc = rollback ? ota_agent_rollback(f->a, NULL, 0, &res, &d)
+                              : ota_agent_activate(f->a, "2.0", 0, &res, &d);
+                assert_int_equal(rc, OTA_OK);
+                current_is(f, to);
+            }
+        }
+    }
+    /* The switch makes each of these calls at least once. */
+    assert_true(total[W_SYMLINKAT] >= 1);
+    assert_true(total[W_RENAMEAT] >= 1);
+    assert_true(total[W_FSYNC] >= 1);
+}
+
+static void
+test_activate_faults(void **state)
+{
+    switch_faults(state, 0);
+}
+
+static void
+test_rollback_faults(void **state)
+{
+    switch_faults(state, 1);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_db_errors_name_the_system_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_db_never_opens_read_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_activate_faults, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rollback_faults, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
