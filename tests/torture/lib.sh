@@ -168,7 +168,7 @@ tt_bad() {
 #    confirmed) and no switch is half-recorded;
 #  - every tree in bundles/ is a complete release whose every file matches the digest in its
 #    signed manifest, with nothing more; the database's present releases are exactly those;
-#  - no *.ota-tmp anywhere, staging/ empty;
+#  - no *.ota-tmp anywhere, staging/ empty, no download but the one in progress;
 #  - the outbox holds exactly the changes the app wrote, payloads intact, none quarantined;
 #    every acknowledged change is on the sync server exactly once with the same payload, and
 #    the server holds nothing the outbox does not.
@@ -208,8 +208,8 @@ tt_check() {
         refs="$refs $T/ref/$b"
     done <"$T/ondisk"
     if [ -n "$refs" ]; then
-        awk '{ v = FILENAME; sub(/.*\//, "", v); if (FNR == 1) print "d " v; $2 = v "/" $2; print }' \
-            $refs | LC_ALL=C sort >"$T/want-trees"
+        awk '{ v = FILENAME; sub(/.*\//, "", v); if (FNR == 1) print "d " v
+               $2 = v "/" $2; print }' $refs | LC_ALL=C sort >"$T/want-trees"
     else
         : >"$T/want-trees"
     fi
@@ -223,6 +223,11 @@ tt_check() {
     [ -z "$left" ] || { tt_bad "temp files left: $left"; return 1; }
     left=$(ls -A "$s/staging")
     [ -z "$left" ] || { tt_bad "staging leftovers: $left"; return 1; }
+    # downloads/ holds at most the download in progress (gc, at the end of startup, removes
+    # the others).
+    keep=$(dbq "SELECT value FROM meta WHERE key = 'download'")
+    left=$(ls -A "$s/downloads" | grep -vx "$keep.part" | head -n 3) || true
+    [ -z "$left" ] || { tt_bad "stale downloads: $left"; return 1; }
 
     sqlite3 "$T/app.db" "SELECT change_id || ' ' || model || ' ' || payload FROM ota_outbox" |
         LC_ALL=C sort >"$T/have"
@@ -243,7 +248,10 @@ tt_check() {
         (SELECT count(*) FROM s.changes)") || { tt_bad "cannot read the outbox"; return 1; }
     set -- $row
     [ "$1" = 0 ] || { tt_bad "$1 changes quarantined"; return 1; }
-    [ "$2" = 0 ] || { tt_bad "$2 acknowledged changes are not on the server exactly once"; return 1; }
+    [ "$2" = 0 ] || {
+        tt_bad "$2 acknowledged changes are not on the server exactly once"
+        return 1
+    }
     [ "$3" = 0 ] || { tt_bad "the server holds $3 changes the outbox does not"; return 1; }
     TT_ACKED=$4
     TT_STORED=$5
@@ -267,7 +275,7 @@ tt_setup() {
     export OTA_PASSPHRASE
     # The publisher's workspace on a memory file system when there is one: it fsyncs every
     # metadata file, and publishing hundreds of releases on a slow disk would dominate the run.
-    # The device's state directory stays on the disk of $T.
+    # The device's state directory stays in $T.
     TT_REPO="$T/repo"
     if [ -d /dev/shm ] && [ -w /dev/shm ]; then
         TT_SHM=$(mktemp -d /dev/shm/ota-torture.XXXXXX)
@@ -280,7 +288,8 @@ tt_setup() {
     "$PUB" init "$TT_REPO" --root-keys 1 --root-threshold 1 --unencrypted-online \
         >"$T/init.out" 2>&1 || die "init: $(cat "$T/init.out")"
     "$PUB" keygen "$TT_REPO/keys/targets-2.key" --unencrypted >>"$T/init.out" 2>&1 &&
-        "$PUB" rotate "$TT_REPO" --role targets --key "$TT_REPO/keys/targets-2.key" >>"$T/init.out" 2>&1 ||
+        "$PUB" rotate "$TT_REPO" --role targets --key "$TT_REPO/keys/targets-2.key" \
+            >>"$T/init.out" 2>&1 ||
         die "targets key: $(cat "$T/init.out")"
 
     . "$OTA_TOP/tests/lib/nginx.sh"

@@ -127,7 +127,8 @@ done
 kills=0 rounds=0 recovered=0
 while [ "$kills" -lt "$KILLS" ]; do
     rounds=$((rounds + 1))
-    [ "$rounds" -le $((KILLS * 3 + 50)) ] || die "$rounds rounds for $kills kills: most operations end before their kill"
+    [ "$rounds" -le $((KILLS * 3 + 50)) ] ||
+        die "$rounds rounds for $kills kills: most operations end before their kill"
     rnd
     op=$(echo "$OPS" | awk -v r="$R" -v n=$NOPS '{ print $(int(r * n) + 1) }')
     prepare "$op"
@@ -169,6 +170,7 @@ while [ "$kills" -lt "$KILLS" ]; do
         tail -n 5 "$T/op.err" >&2
         die "invariants broken after round $rounds (seed $SEED)"
     }
+    [ "$op" != install ] || rm -f "$TT_FILE"
     tt_app_change 1
     if [ $((rounds % 100)) -eq 0 ]; then
         echo "round $rounds: $kills kills, $(($(date +%s) - t0)) s" >&2
