@@ -137,6 +137,9 @@ format:
 clean:
 	rm -rf build build-san
 
+# Targets kept beside their tools (tools/<name>.mk), e.g. `make torture` in tools/torture.mk.
+-include tools/*.mk
+
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
 include tools/fuzz/fuzz.mk

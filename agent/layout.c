@@ -149,6 +149,29 @@ out:
 static ota_err recover_activation(struct ota_agent *a, const char *txt, int *repaired,
                                   struct ota_diag *d);
 
+/* A switch that failed (an error, not a crash) is undone, so that a command that reports the
+ * failure leaves the release it found active: `current` goes back to `from` (or away, when
+ * nothing was active), then recovery drops the record. Recovery alone would finish a switch
+ * whose rename had happened: right after a crash, wrong after an error the caller reports. If
+ * the undo fails too, the record stays and the next recovery settles it. */
+static void
+undo_switch(struct ota_agent *a, const char *version, const char *from, const char *txt)
+{
+    char cur[OTA_VERSION_STR_MAX];
+    int  repaired = 0;
+
+    agent_current_target(a, cur);
+    if (strcmp(cur, version) == 0) {
+        if (from[0] != '\0') {
+            if (layout_swap_link(a, from, NULL) != OTA_OK)
+                return;
+        } else if (unlinkat(a->dir_fd, "current", 0) != 0 || fsync(a->dir_fd) != 0) {
+            return;
+        }
+    }
+    best_effort(recover_activation(a, txt, &repaired, NULL));
+}
+
 ota_err
 layout_switch(struct ota_agent *a, const char *version, enum change_kind kind,
               enum rel_state new_state, int old_state, const char *prev, const char *reason,
@@ -192,11 +215,8 @@ layout_switch(struct ota_agent *a, const char *version, enum change_kind kind,
     /* (2) the swap */
     rc = layout_swap_link(a, version, d);
     if (rc != OTA_OK) {
-        /* A failed step (not a crash): settle the record now, as recovery would. */
-        if (a->crash_after_step == 0) {
-            int repaired = 0;
-            best_effort(recover_activation(a, txt, &repaired, NULL));
-        }
+        if (a->crash_after_step == 0)
+            undo_switch(a, version, active, txt);
         goto out;
     }
     if (simulated_crash(a, 4, d)) {
@@ -205,6 +225,8 @@ layout_switch(struct ota_agent *a, const char *version, enum change_kind kind,
     }
     /* (3) the result */
     rc = finish_switch(a, rec, d);
+    if (rc != OTA_OK)
+        undo_switch(a, version, active, txt);
 out:
     free(txt);
     json_decref(rec);

@@ -13,6 +13,7 @@
 #include <jansson.h>
 #include <sqlite3.h>
 
+#include "dbutil.h"
 #include "ota/cjson.h"
 #include "ota/fsutil.h"
 
@@ -45,10 +46,12 @@ static const char schema_v1[] =
     "CREATE INDEX IF NOT EXISTS ota_outbox_state_model_seq ON ota_outbox(state, model, seq);"
     "INSERT OR IGNORE INTO ota_outbox_meta(key, value) VALUES('schema_version', '1');";
 
+/* "<what>: <SQLite's message>[: <strerror>]", so a full disk is named as such. */
 static ota_err
 db_fail(struct ota_diag *d, sqlite3 *db, const char *what)
 {
-    return ota_diag_set(d, OTA_E_DB, "%s: %s", what, db ? sqlite3_errmsg(db) : "no database");
+    return ota_diag_sys(d, OTA_E_DB, db_sys_errno(db), "%s: %s", what,
+                        db ? sqlite3_errmsg(db) : "no database");
 }
 
 static ota_err
@@ -135,13 +138,15 @@ ota_outbox_open(const char *path, struct ota_outbox **out, struct ota_diag *d)
     sqlite3           *db = NULL;
     long long          ver = 0;
     ota_err            rc = OTA_OK;
+    int                src, e;
 
     if (path == NULL || *path == '\0')
         return ota_diag_set(d, OTA_E_INVALID, "no outbox database given");
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                                       SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
-        rc = ota_diag_set(d, OTA_E_DB, "cannot open outbox database '%s': %s", path,
-                          db ? sqlite3_errmsg(db) : "out of memory");
+    src =
+        db_open_rw(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, &db, &e);
+    if (src != SQLITE_OK) {
+        rc = ota_diag_sys(d, OTA_E_DB, e, "cannot open outbox database '%s': %s", path,
+                          db ? sqlite3_errmsg(db) : sqlite3_errstr(src));
         goto out;
     }
     sqlite3_extended_result_codes(db, 1);

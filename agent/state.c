@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "agent_int.h"
+#include "dbutil.h"
 #include "ota/cjson.h"
 #include "ota/fsutil.h"
 
@@ -123,10 +124,12 @@ rel_release(const struct rel *r, struct ota_release *out, struct ota_diag *d)
     return rc;
 }
 
+/* "state database: <what>: <SQLite's message>[: <strerror>]": a full disk or a failing device
+ * is named as such, not only as SQLite's "disk I/O error". */
 static ota_err
 db_err(struct state *s, struct ota_diag *d, const char *what)
 {
-    return ota_diag_set(d, OTA_E_DB, "state database: %s: %s", what,
+    return ota_diag_sys(d, OTA_E_DB, db_sys_errno(s->db), "state database: %s: %s", what,
                         s->db ? sqlite3_errmsg(s->db) : "not open");
 }
 
@@ -149,13 +152,14 @@ state_open(struct state *s, const char *path, struct ota_diag *d)
                                   " PRAGMA foreign_keys=ON;";
     ota_err           rc = OTA_OK;
     char             *val = NULL;
+    int               src, e;
 
     memset(s, 0, sizeof(*s));
-    if (sqlite3_open_v2(path, &s->db,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOFOLLOW,
-                        NULL) != SQLITE_OK) {
-        rc = ota_diag_set(d, OTA_E_DB, "cannot open state database '%s': %s", path,
-                          s->db ? sqlite3_errmsg(s->db) : "out of memory");
+    src = db_open_rw(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOFOLLOW,
+                     &s->db, &e);
+    if (src != SQLITE_OK) {
+        rc = ota_diag_sys(d, OTA_E_DB, e, "cannot open state database '%s': %s", path,
+                          s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(src));
         goto out;
     }
     sqlite3_busy_timeout(s->db, 5000);
