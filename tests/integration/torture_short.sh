@@ -4,5 +4,5 @@
 # followed by two startups and the check of every invariant. `make torture` runs the long form.
 set -eu
 : "${OTA_BIN:?}" "${OTA_TOP:?}"
-TORTURE_KILLS=60 SEED=${SEED:-1} TORTURE_MAX_S=${TORTURE_MAX_S:-300} \
+TORTURE_KILLS=${TORTURE_SHORT_KILLS:-60} SEED=${SEED:-1} TORTURE_MAX_S=${TORTURE_MAX_S:-300} \
     exec sh "$OTA_TOP/tests/torture/torture.sh"
