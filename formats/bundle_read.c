@@ -864,6 +864,10 @@ ota_bundle_read(const struct ota_bundle_read_opts *o, struct ota_manifest **out,
         rc = ota_diag_sys(d, OTA_E_IO, errno, "cannot sync '%s'", o->dest_dir);
         goto out;
     }
+    if (o->got_sha256 != NULL)
+        memcpy(o->got_sha256, md, OTA_SHA256_LEN);
+    if (o->got_length != NULL)
+        *o->got_length = r.nread;
     if (out != NULL) {
         *out = m;
         m = NULL;
