@@ -211,15 +211,16 @@ struct stream_info {
 };
 
 /* Open (create) the part file, dropping it if longer than length, and start fetching url from
- * its size in a thread that appends what arrives to the part file and to a bounded ring. fetch,
- * url and part are borrowed until stream_close. progress (may be NULL) is called by
- * stream_read, on the reading thread. */
+ * its size in a thread that puts what arrives into a bounded ring. fetch, url and part are
+ * borrowed until stream_close. progress (may be NULL) is called by stream_read, on the reading
+ * thread. */
 ota_err stream_open(const struct ota_fetch_opts *fetch, const char *url, const char *part,
                     uint64_t length, stream_progress_fn progress, void *progress_ctx,
                     struct stream **out, struct ota_diag *d) OTA_MUST_CHECK;
-/* ota_read_fn over the stream: the part file's prefix, then the bytes as they arrive. End of
- * stream after exactly length bytes; a transfer that fails or ends short is an error here
- * (OTA_E_NETWORK, OTA_E_TIMEOUT, OTA_E_NOT_FOUND, OTA_E_LENGTH, ...). */
+/* ota_read_fn over the stream: the part file's prefix, then the bytes as they arrive, each
+ * appended to the part file as it is returned. End of stream after exactly length bytes; a
+ * transfer that fails or ends short is an error here (OTA_E_NETWORK, OTA_E_TIMEOUT,
+ * OTA_E_NOT_FOUND, OTA_E_LENGTH, ...), as is a failure to write the part file (OTA_E_IO). */
 ota_err stream_read(void *ctx, void *buf, size_t cap, size_t *got, struct ota_diag *d);
 /* Stop the transfer if it still runs and wait for it; info (may be NULL) says what happened.
  * stream_read must not be called after. */

@@ -1,17 +1,21 @@
 /* A bundle download that feeds the bundle reader while it arrives, so that installing is one
  * pass over the data: download, hashing, decompression and writing overlap.
  *
- * A thread runs the transfer (libcurl) and hands every received block, in order, to two
- * places: the end of downloads/<sha256>.part (a plain sequential write, never synced block by
- * block: the file is only there so that an interrupted download resumes with Range from its
- * size) and a bounded ring. The reader, on the calling thread, first reads the prefix that the
- * part file held when the stream was opened (a resumed download), then the ring: it sees one
- * continuous stream, whose SHA-256 and length it checks against the signed target at its end.
- * Memory is the ring's, whatever the size of the bundle.
+ * A thread runs the transfer (libcurl) and puts the received bytes, in order, into a bounded
+ * ring. The reader (ota_bundle_read, on the calling thread) takes them with stream_read, which
+ * first returns the prefix that downloads/<sha256>.part held when the stream was opened (a
+ * resumed download), then the ring's bytes, each appended to the part file as it is taken (a
+ * plain sequential write, never synced block by block: the file is only there so that an
+ * interrupted download resumes with Range from its size). The reader sees one continuous
+ * stream, whose SHA-256 and length it checks against the signed target at its end. Memory is
+ * the ring's, whatever the size of the bundle.
  *
- * The ring has one producer (the transfer thread) and one consumer (the reader). Each copies
- * outside the lock into the part of the ring that only it may touch (free space for the
- * producer, filled space for the consumer) and takes the lock only to move the boundaries. */
+ * Threads: the transfer thread only receives and copies into the ring; the part file is
+ * written by the reading thread, which already holds the bytes, so that the three threads of an
+ * install (transfer; the reader's decompression worker; the reader, which hashes and writes the
+ * files) carry similar loads on two cores. The ring has one producer and one consumer; each
+ * copies outside the lock, into the part of the ring only it may touch (free space for the
+ * producer, filled space for the consumer), and takes the lock only to move the boundaries. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -34,7 +38,7 @@ struct stream {
     struct ota_fetch_opts fetch; /* the caller's, with cancelled set */
     const char           *url;
     const char           *part;
-    int                   fd;       /* the part file: O_APPEND for the transfer, pread for us */
+    int                   fd;       /* the part file: pread of the prefix, then appends */
     uint64_t              length;   /* the signed length */
     uint64_t              prefix;   /* bytes the part file held when opened, read from disk */
     uint64_t              rpos;     /* bytes given to the reader */
@@ -55,7 +59,7 @@ struct stream {
     pthread_cond_t  more, room;
     /* Under mu: */
     size_t          head, count;
-    uint64_t        arrived; /* bytes appended to the part file and the ring */
+    uint64_t        arrived; /* bytes put into the ring */
     int             done;    /* the transfer has ended: rc and diag are final */
     ota_err         rc;
     struct ota_diag diag;
@@ -101,14 +105,12 @@ ring_put(struct stream *s, const unsigned char *b, size_t len, struct ota_diag *
     return OTA_OK;
 }
 
-/* Transfer thread: the part file first, so that what the reader may have seen is on disk
- * (in the page cache) for a resume. */
+/* Transfer thread: what libcurl received, in order. */
 static ota_err
 sink(void *ctx, const void *buf, size_t len, struct ota_diag *d)
 {
     struct stream       *s = ctx;
     const unsigned char *b = buf;
-    ota_err              rc;
 
     if (s->skip > 0) {
         size_t n = s->skip < len ? (size_t)s->skip : len;
@@ -118,11 +120,6 @@ sink(void *ctx, const void *buf, size_t len, struct ota_diag *d)
     }
     if (len == 0)
         return OTA_OK;
-    rc = ota_write_all(s->fd, b, len, d);
-    if (rc != OTA_OK) {
-        ota_diag_prefix(d, "'%s'", s->part);
-        return rc;
-    }
     return ring_put(s, b, len, d);
 }
 
@@ -177,6 +174,7 @@ stream_read(void *ctx, void *buf, size_t cap, size_t *got, struct ota_diag *d)
     struct stream *s = ctx;
     uint64_t       arrived;
     size_t         n;
+    ota_err        rc;
 
     *got = 0;
     if (s->rpos < s->prefix) {
@@ -200,7 +198,7 @@ stream_read(void *ctx, void *buf, size_t cap, size_t *got, struct ota_diag *d)
     while (s->count == 0 && !s->done)
         pthread_cond_wait(&s->more, &s->mu);
     if (s->count == 0) {
-        ota_err rc = s->rc;
+        rc = s->rc;
         if (rc != OTA_OK && d != NULL)
             *d = s->diag;
         pthread_mutex_unlock(&s->mu);
@@ -217,6 +215,13 @@ stream_read(void *ctx, void *buf, size_t cap, size_t *got, struct ota_diag *d)
     arrived = s->arrived;
     pthread_cond_signal(&s->room);
     pthread_mutex_unlock(&s->mu);
+    /* Kept for a resume: what the reader has taken is on disk (in the page cache) before it
+     * uses it. */
+    rc = ota_write_all(s->fd, buf, n, d);
+    if (rc != OTA_OK) {
+        ota_diag_prefix(d, "'%s'", s->part);
+        return fail(s, rc);
+    }
     if (s->progress != NULL && arrived != s->reported) {
         s->reported = arrived;
         s->progress(s->progress_ctx, s->prefix + arrived, s->length);
