@@ -677,8 +677,9 @@ take_file(struct reader *r, struct archive *a, const struct ota_manifest_file *f
             goto out;
         }
         done += n;
-        /* Start writeback while the stream goes on, so that the caller's final sync waits for
-         * the tail only. A hint: failures surface at that sync. */
+        /* Start writeback of a large file while the stream goes on, so that the caller's
+         * final sync waits for its tail only. A hint: failures surface at that sync. Small
+         * files are left to that sync, which writes them in one batch. */
         if (fd >= 0 && done - queued >= WRITEBACK_STEP) {
             (void)sync_file_range(fd, (off_t)queued, (off_t)(done - queued),
                                   SYNC_FILE_RANGE_WRITE);
@@ -696,7 +697,7 @@ take_file(struct reader *r, struct archive *a, const struct ota_manifest_file *f
         goto out;
     }
     if (fd >= 0) {
-        if (done > queued)
+        if (queued > 0 && done > queued)
             (void)sync_file_range(fd, (off_t)queued, (off_t)(done - queued),
                                   SYNC_FILE_RANGE_WRITE);
         if (fchmod(fd, f->mode) != 0) {
