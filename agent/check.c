@@ -466,8 +466,9 @@ fetch_and_stage(struct ota_agent *a, struct tuf *t, const struct ota_tuf_target 
             /* The bytes resumed from disk may be what is wrong (a torn write, a changed
              * file): say that the download is discarded, so the next check starts at 0. */
             if (si.prefix > 0) {
-                char why[sizeof(d->msg)];
-                memcpy(why, d ? d->msg : "", d ? sizeof(why) : 1);
+                char why[sizeof(d->msg)] = "";
+                if (d != NULL)
+                    memcpy(why, d->msg, sizeof(why));
                 rc = ota_diag_set(d, OTA_E_DIGEST,
                                   "download resumed from %llu bytes on disk is not the signed "
                                   "bundle, discarded: %s",
