@@ -196,6 +196,39 @@ ota_err agent_bounded(struct ota_agent *a, int64_t timeout_ms, volatile sig_atom
                       struct ota_diag *d) OTA_MUST_CHECK;
 int64_t agent_mono_ms(void);
 
+/* ---- stream.c: a download read while it arrives ---------------------------------------- */
+
+struct ota_fetch_opts;
+struct stream;
+
+/* Download progress: bytes arrived (resumed prefix included) and the signed length. */
+typedef void (*stream_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+
+struct stream_info {
+    uint64_t prefix;   /* bytes resumed from the part file */
+    uint64_t received; /* bytes received over the network */
+    int      failed;   /* stream_read failed: the transfer or the part file, not the content */
+};
+
+/* Open (create) the part file, dropping it if longer than length, and start fetching url from
+ * its size in a thread that puts what arrives into a bounded ring. fetch, url and part are
+ * borrowed until stream_close. progress (may be NULL) is called by stream_read, on the reading
+ * thread. */
+ota_err stream_open(const struct ota_fetch_opts *fetch, const char *url, const char *part,
+                    uint64_t length, stream_progress_fn progress, void *progress_ctx,
+                    struct stream **out, struct ota_diag *d) OTA_MUST_CHECK;
+/* ota_read_fn over the stream: the part file's prefix, then the bytes as they arrive, each
+ * appended to the part file as it is returned. End of stream after exactly length bytes; a
+ * transfer that fails or ends short is an error here (OTA_E_NETWORK, OTA_E_TIMEOUT,
+ * OTA_E_NOT_FOUND, OTA_E_LENGTH, ...), as is a failure to write the part file (OTA_E_IO). */
+ota_err stream_read(void *ctx, void *buf, size_t cap, size_t *got, struct ota_diag *d);
+/* Stop the transfer if it still runs and wait for it; info (may be NULL) says what happened.
+ * stream_read must not be called after. */
+void stream_stop(struct stream *s, struct stream_info *info);
+/* stream_stop, then close the part file, synced first with keep (what arrived serves the next
+ * attempt), and free s. Accepts NULL. */
+void stream_close(struct stream *s, int keep);
+
 /* ---- check.c ------------------------------------------------------------------------- */
 
 /* newest_staged: the newest present staged release above active ("" if none). */

@@ -1,11 +1,9 @@
 /* Looking for a release: TUF refresh, choice of the release for this device
- * (repo-layout.md), resumable download into downloads/<sha256>.part, and staging (verified
- * extraction into staging/, then rename into bundles/<version>). Also the offline install of
- * a bundle file and `explain`, which share the same rules.
- *
- * Staging reads the bundle through an ota_read_fn; today it reads the completed part file,
- * and the same call can take a reader that pulls from the network to overlap download and
- * extraction. */
+ * (repo-layout.md), then download and staging in one pass: the bundle reader verifies and
+ * extracts the bytes into staging/ while they arrive (agent/stream.c), the part file
+ * downloads/<sha256>.part keeps them for a resume, and a stream whose length and SHA-256 are
+ * the signed target's is renamed into bundles/<version>. Also the offline install of a bundle
+ * file and `explain`, which share the same rules. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -301,113 +299,21 @@ drop:
     return 0;
 }
 
-/* ---- download ------------------------------------------------------------------------ */
+/* ---- staging ------------------------------------------------------------------------- */
 
+/* Names a release in progress callbacks. */
 struct sink {
-    int               fd;
-    uint64_t          skip; /* bytes to drop first (a server that ignored Range resends them) */
-    uint64_t          base, total;
     struct ota_agent *a;
     const char       *version;
 };
 
-static ota_err
-sink_write(void *ctx, const void *buf, size_t len, struct ota_diag *d)
+static void
+download_progress(void *ctx, uint64_t done, uint64_t total)
 {
-    struct sink         *s = ctx;
-    const unsigned char *b = buf;
-
-    if (s->skip > 0) {
-        size_t n = s->skip < len ? (size_t)s->skip : len;
-        s->skip -= n;
-        b += n;
-        len -= n;
-    }
-    if (len == 0)
-        return OTA_OK;
-    s->base += len;
+    struct sink *s = ctx;
     if (s->a->progress)
-        s->a->progress(s->a->progress_ctx, "download", s->version, s->base, s->total);
-    return ota_write_all(s->fd, b, len, d);
+        s->a->progress(s->a->progress_ctx, "download", s->version, done, total);
 }
-
-static ota_err
-download(struct ota_agent *a, struct tuf *t, const struct ota_tuf_target *tt, const struct cand *c,
-         const char *part, struct ota_agent_check *res, struct ota_diag *d)
-{
-    struct sink s;
-    struct stat st;
-    uint64_t    got = 0;
-    char       *url = NULL;
-    int         fd = -1;
-    ota_err     rc;
-
-    fd = open(part, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0)
-        return ota_diag_sys(d, OTA_E_IO, errno, "cannot open '%s'", part);
-    if (fstat(fd, &st) != 0) {
-        rc = ota_diag_sys(d, OTA_E_IO, errno, "cannot stat '%s'", part);
-        goto out;
-    }
-    if ((uint64_t)st.st_size > c->length) {
-        /* Longer than the signed length: not ours to keep. */
-        if (ftruncate(fd, 0) != 0) {
-            rc = ota_diag_sys(d, OTA_E_IO, errno, "cannot truncate '%s'", part);
-            goto out;
-        }
-        st.st_size = 0;
-    }
-    if ((uint64_t)st.st_size < c->length) {
-        url = ota_tuf_client_target_url(t->c, t->targets_url, tt);
-        if (url == NULL) {
-            rc = ota_diag_set(d, OTA_E_NOMEM, "out of memory");
-            goto out;
-        }
-        memset(&s, 0, sizeof(s));
-        s.fd = fd;
-        s.a = a;
-        s.version = c->rel.version;
-        s.base = (uint64_t)st.st_size;
-        s.total = c->length;
-        rc = ota_fetch_stream(&t->fetch, url, s.base, c->length, sink_write, &s, &got, d);
-        res->bytes += got;
-        if (rc == OTA_E_NETWORK && st.st_size > 0 && got == 0) {
-            /* Maybe the server ignores Range: fetch from 0 and drop what we already have. A
-             * server that is down fails here too, and the part file is kept for later. */
-            struct ota_diag d2;
-            s.skip = (uint64_t)st.st_size;
-            got = 0;
-            rc = ota_fetch_stream(&t->fetch, url, 0, c->length, sink_write, &s, &got, &d2);
-            res->bytes += got;
-            if (rc != OTA_OK && d != NULL)
-                *d = d2;
-        }
-        if (got > 0)
-            res->downloaded_now = 1;
-        if (rc != OTA_OK) {
-            ota_diag_prefix(d, "downloading release %s", c->rel.version);
-            (void)fsync(fd); /* keep what arrived for the next attempt */
-            goto out;
-        }
-    }
-    if (fsync(fd) != 0 || fstat(fd, &st) != 0) {
-        rc = ota_diag_sys(d, OTA_E_IO, errno, "cannot sync '%s'", part);
-        goto out;
-    }
-    if ((uint64_t)st.st_size != c->length) {
-        rc = ota_diag_set(d, OTA_E_LENGTH, "'%s' has %lld bytes, the signed length is %llu", part,
-                          (long long)st.st_size, (unsigned long long)c->length);
-        goto out;
-    }
-    rc = OTA_OK;
-out:
-    free(url);
-    if (fd >= 0 && close(fd) != 0 && rc == OTA_OK)
-        rc = ota_diag_sys(d, OTA_E_IO, errno, "cannot close '%s'", part);
-    return rc;
-}
-
-/* ---- staging ------------------------------------------------------------------------- */
 
 static ota_err
 verify_targets(void *ctx, const void *msg, size_t len, const json_t *sigs, struct ota_diag *d)
@@ -490,66 +396,114 @@ record_staged(struct ota_agent *a, const struct ota_release *rel, int breaking, 
     return rc;
 }
 
+/* What a failed stage leaves of the download. The transfer's failures (network, timeout, a
+ * short body) and local ones (disk full, no memory) keep it for a resume; a stream the reader
+ * refused is not the signed bundle, or not one that stages: starting again from its prefix
+ * could only fail again. */
+static int
+keep_download(ota_err rc, const struct stream_info *si)
+{
+    return si->failed || rc == OTA_E_IO || rc == OTA_E_NOMEM;
+}
+
+/* Download the release and stage it in one pass (agent/stream.c): the reader verifies and
+ * extracts the bytes into staging/ as they arrive, and they are appended to the part file for
+ * a resume. Only a stream whose length and SHA-256 are the signed target's is renamed into
+ * bundles/. */
 static ota_err
-stage_part(struct ota_agent *a, struct tuf *t, const struct cand *c, const char *part,
-           struct ota_diag *d)
+fetch_and_stage(struct ota_agent *a, struct tuf *t, const struct ota_tuf_target *tt,
+                const struct cand *c, const char *part, struct ota_agent_check *res,
+                struct ota_diag *d)
 {
     struct ota_bundle_read_opts o;
     struct ota_manifest        *m = NULL;
+    struct stream              *st = NULL;
+    struct stream_info          si;
     struct sink                 s;
     char                        staging[AGENT_PATH_MAX];
+    char                       *url = NULL;
+    int                         dfd;
     ota_err                     rc;
 
+    memset(&si, 0, sizeof(si));
+    staging[0] = '\0';
+    url = ota_tuf_client_target_url(t->c, t->targets_url, tt);
+    if (url == NULL)
+        return ota_diag_set(d, OTA_E_NOMEM, "out of memory");
     rc = layout_new_staging(a, c->rel.version, staging, d);
-    if (rc != OTA_OK)
-        return rc;
+    if (rc != OTA_OK) {
+        staging[0] = '\0';
+        goto out;
+    }
     memset(&s, 0, sizeof(s));
     s.a = a;
     s.version = c->rel.version;
+    rc = stream_open(&t->fetch, url, part, c->length, download_progress, &s, &st, d);
+    if (rc != OTA_OK)
+        goto out;
     memset(&o, 0, sizeof(o));
+    o.read = stream_read;
+    o.read_ctx = st;
     o.verify = verify_targets;
     o.verify_ctx = (void *)ota_tuf_client_targets_keys(t->c);
     o.check_manifest = match_target;
     o.check_ctx = (void *)c;
     o.dest_dir = staging;
-    o.sync = 1;
+    o.sync = 0; /* synced below, once the part file is gone */
     o.max_length = c->length;
     o.expect_sha256 = c->sha256;
     o.expect_length = c->length;
-    o.progress = stage_progress;
-    o.progress_ctx = &s;
-    rc = ota_bundle_read_file(part, &o, &m, d);
+    rc = ota_bundle_read(&o, &m, d);
+    /* The reader is done with the stream (at its end, or failed): stop the transfer. */
+    stream_stop(st, &si);
+    stream_close(st, rc != OTA_OK && keep_download(rc, &si));
+    st = NULL;
+    res->downloaded_now = si.received > 0;
     if (rc != OTA_OK) {
-        unsigned char      got[OTA_SHA256_LEN];
-        unsigned long long len = 0;
-
-        best_effort(ota_rm_rf(staging, NULL));
-        /* The reader may stop early (a broken stream) before it compares the digest. A part
-         * file that is not the signed bytes is a bad download: discard it and say so. */
-        if (rc == OTA_E_DIGEST || rc == OTA_E_LENGTH ||
-            ota_sha256_file(part, got, &len, NULL) != OTA_OK || len != c->length ||
-            memcmp(got, c->sha256, OTA_SHA256_LEN) != 0) {
+        if (!keep_download(rc, &si)) {
             unlink(part);
-            if (rc != OTA_E_DIGEST && rc != OTA_E_LENGTH)
+            best_effort(state_meta_set(&a->st, "download", NULL, NULL));
+            /* The bytes resumed from disk may be what is wrong (a torn write, a changed
+             * file): say that the download is discarded, so the next check starts at 0. */
+            if (si.prefix > 0) {
+                char why[sizeof(d->msg)] = "";
+                if (d != NULL)
+                    memcpy(why, d->msg, sizeof(why));
                 rc = ota_diag_set(d, OTA_E_DIGEST,
-                                  "download of '%s' does not match its signed sha256: discarded",
-                                  c->path);
+                                  "download resumed from %llu bytes on disk is not the signed "
+                                  "bundle, discarded: %s",
+                                  (unsigned long long)si.prefix, why);
+            }
         }
-        ota_diag_prefix(d, "staging %s", c->rel.version);
+        if (!si.failed)
+            ota_diag_prefix(d, "staging %s", c->rel.version);
         goto out;
     }
+    /* Verified: the part file has served. Removed before the sync, so that its pages are
+     * dropped rather than written (a crash from here on downloads it again). */
+    unlink(part);
+    dfd = open(staging, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || syncfs(dfd) != 0) {
+        rc = ota_diag_sys(d, OTA_E_IO, errno, "cannot sync '%s'", staging);
+        if (dfd >= 0)
+            close(dfd);
+        goto out;
+    }
+    close(dfd);
     rc = layout_commit_staging(a, staging, c->rel.version, d);
-    if (rc != OTA_OK) {
-        best_effort(ota_rm_rf(staging, NULL));
+    if (rc != OTA_OK)
         goto out;
-    }
+    staging[0] = '\0';
     rc = record_staged(a, &c->rel, c->breaking, c->sha_hex, c->length, "repository", d);
     if (rc != OTA_OK)
         goto out;
-    unlink(part);
     best_effort(state_meta_set(&a->st, "download", NULL, NULL));
 out:
+    stream_close(st, 1);
+    if (staging[0] != '\0')
+        best_effort(ota_rm_rf(staging, NULL));
     ota_manifest_free(m);
+    free(url);
     return rc;
 }
 
@@ -597,6 +551,7 @@ check_run(struct ota_agent *a, struct ota_agent_check *res, struct ota_diag *d)
     struct pick            p;
     struct rel             have;
     char                   active[OTA_VERSION_STR_MAX], part[AGENT_PATH_MAX];
+    uint64_t               bytes0 = ota_fetch_bytes_total();
     ota_err                rc;
 
     memset(&r, 0, sizeof(r));
@@ -606,8 +561,13 @@ check_run(struct ota_agent *a, struct ota_agent_check *res, struct ota_diag *d)
     if (rc != OTA_OK)
         return rc;
     rc = tuf_open(a, &t, 1, d);
-    if (rc != OTA_OK)
+    if (rc != OTA_OK) {
+        if (res != NULL) {
+            r.bytes = ota_fetch_bytes_total() - bytes0;
+            *res = r;
+        }
         return rc;
+    }
     record_tuf_versions(a, &t);
     p.a = a;
     p.active = active;
@@ -642,18 +602,16 @@ check_run(struct ota_agent *a, struct ota_agent_check *res, struct ota_diag *d)
         goto out;
     }
     best_effort(state_meta_set(&a->st, "download", p.best.sha_hex, NULL));
-    rc = download(a, &t, &tt, &p.best, part, &r, d);
-    if (rc != OTA_OK)
-        goto out;
-    rc = stage_part(a, &t, &p.best, part, d);
+    rc = fetch_and_stage(a, &t, &tt, &p.best, part, &r, d);
     if (rc != OTA_OK)
         goto out;
     r.staged = 1;
 done:
-    *res = r;
 out:
-    if (rc != OTA_OK && res != NULL)
-        *res = r; /* bytes and downloaded_now are useful on failure too */
+    /* Everything this check received, metadata included; on failure too. */
+    r.bytes = ota_fetch_bytes_total() - bytes0;
+    if (res != NULL)
+        *res = r;
     rel_clear(&have);
     cand_clear(&p.best);
     cand_clear(&p.newest);
@@ -708,7 +666,7 @@ check_install_file(struct ota_agent *a, const char *path, const char *source,
     char                        staging[AGENT_PATH_MAX];
     unsigned char               sha[OTA_SHA256_LEN];
     char                        sha_hex[OTA_SHA256_HEX];
-    unsigned long long          len = 0;
+    uint64_t                    len = 0;
     ota_err                     rc;
 
     staging[0] = '\0';
@@ -745,15 +703,15 @@ check_install_file(struct ota_agent *a, const char *path, const char *source,
     o.max_length = (uint64_t)a->cfg->max_bundle_bytes;
     o.progress = stage_progress;
     o.progress_ctx = &s;
+    /* The digest recorded for status, computed by the same pass; the bundle is authenticated
+     * by its manifest. */
+    o.got_sha256 = sha;
+    o.got_length = &len;
     rc = ota_bundle_read_file(path, &o, &m, d);
     if (rc != OTA_OK) {
         ota_diag_prefix(d, "'%s'", path);
         goto out;
     }
-    /* The digest recorded for status; the bundle was already authenticated by its manifest. */
-    rc = ota_sha256_file(path, sha, &len, d);
-    if (rc != OTA_OK)
-        goto out;
     ota_hex_encode(sha, sizeof(sha), sha_hex);
     rc = layout_commit_staging(a, staging, m->release.version, d);
     if (rc != OTA_OK)

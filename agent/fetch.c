@@ -158,6 +158,10 @@ on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, 
 
     (void)ultotal;
     (void)ulnow;
+    if (x->o != NULL && x->o->cancelled != NULL && x->o->cancelled(x->o->cancel_ctx)) {
+        x->rc = ota_diag_set(x->d, OTA_E_NETWORK, "transfer of '%s' cancelled", x->url);
+        return 1;
+    }
     if (x->o != NULL && x->o->progress != NULL)
         x->o->progress(x->o->progress_ctx, x->offset + (uint64_t)dlnow,
                        dltotal > 0 ? x->offset + (uint64_t)dltotal : 0);
@@ -217,7 +221,10 @@ perform(struct xfer *x)
         SETOPT(CURLOPT_RESUME_FROM_LARGE, (curl_off_t)x->offset);
     SETOPT(CURLOPT_WRITEFUNCTION, on_data);
     SETOPT(CURLOPT_WRITEDATA, x);
-    if (o->progress != NULL) {
+    /* Bigger reads for a stream: fewer callbacks, fewer writes by the sink. */
+    if (x->sink != NULL)
+        SETOPT(CURLOPT_BUFFERSIZE, 256L * 1024);
+    if (o->progress != NULL || o->cancelled != NULL) {
         SETOPT(CURLOPT_XFERINFOFUNCTION, on_progress);
         SETOPT(CURLOPT_XFERINFODATA, x);
         SETOPT(CURLOPT_NOPROGRESS, 0L);

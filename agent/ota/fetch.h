@@ -18,6 +18,11 @@ struct ota_fetch_opts {
     /* Progress of the current transfer (bytes so far, expected total or 0). May be NULL. */
     void      (*progress)(void *ctx, uint64_t done, uint64_t total);
     void       *progress_ctx;
+    /* Polled during a transfer (from the thread running it, at least once a second while it
+     * waits for the network): non-zero stops the transfer with OTA_E_NETWORK ("cancelled").
+     * Lets another thread end a transfer that no byte arrives for. May be NULL. */
+    int       (*cancelled)(void *ctx);
+    void       *cancel_ctx;
 };
 
 /** Fetch url into memory, at most max bytes: a longer body is cut off while it arrives and

@@ -102,6 +102,10 @@ struct ota_bundle_read_opts {
     uint64_t        max_unpacked;  /* cap on total file bytes; 0 = 16 GiB */
     ota_progress_fn progress;      /* compressed bytes read */
     void           *progress_ctx;
+    /* Set on success only (each may be NULL): SHA-256 (OTA_SHA256_LEN bytes) and length of
+     * the compressed stream, so that a caller recording them does not read the bundle twice. */
+    unsigned char  *got_sha256;
+    uint64_t       *got_length;
 };
 
 /** Read, authenticate and (optionally) extract a bundle in one pass. Error codes:
