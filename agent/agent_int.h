@@ -142,6 +142,8 @@ ota_err layout_swap_link(struct ota_agent *a, const char *version,
                          struct ota_diag *d) OTA_MUST_CHECK;
 /* Crash recovery (see ota_agent_recover); *repaired set when something was fixed. */
 ota_err layout_recover(struct ota_agent *a, int *repaired, struct ota_diag *d) OTA_MUST_CHECK;
+/* Remove everything under staging/ (the caller holds the lock). */
+ota_err layout_clean_staging(struct ota_agent *a, struct ota_diag *d) OTA_MUST_CHECK;
 /* Move an extracted staging dir into bundles/<version> and fsync bundles/. */
 ota_err layout_commit_staging(struct ota_agent *a, const char *staging, const char *version,
                               struct ota_diag *d) OTA_MUST_CHECK;

@@ -477,6 +477,8 @@ fetch_and_stage(struct ota_agent *a, struct tuf *t, const struct ota_tuf_target 
         }
         if (!si.failed)
             ota_diag_prefix(d, "staging %s", c->rel.version);
+        else
+            ota_diag_prefix(d, "downloading release %s", c->rel.version);
         goto out;
     }
     /* Verified: the part file has served. Removed before the sync, so that its pages are

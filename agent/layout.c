@@ -409,6 +409,14 @@ out:
 }
 
 ota_err
+layout_clean_staging(struct ota_agent *a, struct ota_diag *d)
+{
+    unsigned n = 0;
+
+    return sweep(a, "staging", match_all, &n, d);
+}
+
+ota_err
 layout_recover(struct ota_agent *a, int *repaired, struct ota_diag *d)
 {
     char     active[OTA_VERSION_STR_MAX], cur[OTA_VERSION_STR_MAX];

@@ -50,8 +50,18 @@ static ota_err
 bounded_check(struct ota_agent *a, int64_t timeout_ms, volatile sig_atomic_t *stop,
               struct ota_agent_check *res, struct ota_diag *d)
 {
+    ota_err rc;
+
     memset(res, 0, sizeof(*res));
-    return agent_bounded(a, timeout_ms, stop, check_step, res, sizeof(*res), "check", d);
+    rc = agent_bounded(a, timeout_ms, stop, check_step, res, sizeof(*res), "check", d);
+    if (rc == OTA_E_TIMEOUT) {
+        /* The check was killed mid-stream: its staging tree is garbage now (the part file
+         * stays, so the next check resumes). We hold the lock, so nobody else stages. */
+        struct ota_diag d2;
+        if (layout_clean_staging(a, &d2) != OTA_OK)
+            fprintf(stderr, "ota-agent: warning: %s\n", d2.msg);
+    }
+    return rc;
 }
 
 ota_err

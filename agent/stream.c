@@ -152,8 +152,6 @@ transfer(void *arg)
         rc = ota_diag_set(&d, OTA_E_LENGTH, "'%s' ended after %llu of its %llu bytes", s->url,
                           (unsigned long long)(s->prefix + s->arrived),
                           (unsigned long long)s->length);
-    else if (rc != OTA_OK)
-        ota_diag_prefix(&d, "downloading '%s'", s->url);
     s->rc = rc;
     s->diag = d;
     s->done = 1;
