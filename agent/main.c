@@ -195,6 +195,17 @@ open_agent(struct ctx *c, int read_only, unsigned lock_wait_ms, struct ota_diag 
     return ota_agent_open(&o, &c->agent, d);
 }
 
+/* A command that changes state: the lock (waiting up to 5 s), then crash recovery first. */
+static int
+open_writer(struct ctx *c, struct ota_diag *d)
+{
+    int rc = open_agent(c, 0, 5000, d);
+
+    if (rc == OTA_OK)
+        rc = ota_agent_recover(c->agent, d);
+    return rc;
+}
+
 static int
 print_json(json_t *j)
 {
@@ -334,9 +345,7 @@ cmd_activate(struct ctx *c)
 
     memset(&d, 0, sizeof(d));
     memset(&r, 0, sizeof(r));
-    rc = open_agent(c, 0, 5000, &d);
-    if (rc == OTA_OK)
-        rc = ota_agent_recover(c->agent, &d);
+    rc = open_writer(c, &d);
     if (rc == OTA_OK)
         rc = ota_agent_activate(c->agent, c->a.npos ? c->a.pos[0] : NULL, c->a.force, &r, &d);
     if (rc != OTA_OK)
@@ -352,9 +361,7 @@ cmd_confirm(struct ctx *c)
     ota_err         rc;
 
     memset(&d, 0, sizeof(d));
-    rc = open_agent(c, 0, 5000, &d);
-    if (rc == OTA_OK)
-        rc = ota_agent_recover(c->agent, &d);
+    rc = open_writer(c, &d);
     if (rc == OTA_OK)
         rc = ota_agent_confirm(c->agent, &d);
     if (rc != OTA_OK)
@@ -372,9 +379,7 @@ cmd_rollback(struct ctx *c)
 
     memset(&d, 0, sizeof(d));
     memset(&r, 0, sizeof(r));
-    rc = open_agent(c, 0, 5000, &d);
-    if (rc == OTA_OK)
-        rc = ota_agent_recover(c->agent, &d);
+    rc = open_writer(c, &d);
     if (rc == OTA_OK)
         rc = ota_agent_rollback(c->agent, c->a.to, c->a.force, &r, &d);
     if (rc != OTA_OK)
@@ -538,9 +543,7 @@ cmd_gc(struct ctx *c)
     ota_err         rc;
 
     memset(&d, 0, sizeof(d));
-    rc = open_agent(c, 0, 5000, &d);
-    if (rc == OTA_OK)
-        rc = ota_agent_recover(c->agent, &d);
+    rc = open_writer(c, &d);
     if (rc == OTA_OK)
         rc = ota_agent_gc(c->agent, &n, &d);
     if (rc != OTA_OK)

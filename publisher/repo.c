@@ -992,17 +992,18 @@ add_target(struct ota_repo *r, const char *bundle, const struct ota_release *rel
 }
 
 /* Read a bundle, authenticate its manifest with the repository's targets keys and check
- * every file in it, without extracting. */
+ * every file in it, without extracting; one pass gives the bundle's sha256 and length too. */
 static ota_err
-check_bundle(struct ota_repo *r, const char *bundle, const unsigned char sha[OTA_SHA256_LEN],
-             struct ota_manifest **m, struct ota_diag *d)
+check_bundle(struct ota_repo *r, const char *bundle, unsigned char sha[OTA_SHA256_LEN],
+             uint64_t *len, struct ota_manifest **m, struct ota_diag *d)
 {
     struct ota_bundle_read_opts o;
 
     memset(&o, 0, sizeof o);
     o.verify = ota_repo_bundle_verifier;
     o.verify_ctx = r;
-    o.expect_sha256 = sha;
+    o.got_sha256 = sha;
+    o.got_length = len;
     return ota_bundle_read_file(bundle, &o, m, d);
 }
 
@@ -1030,7 +1031,7 @@ ota_repo_release(struct ota_repo *r, const char *bundle, const struct ota_releas
 {
     struct ota_manifest *m = NULL;
     unsigned char        sha[OTA_SHA256_LEN];
-    unsigned long long   len = 0;
+    uint64_t             len = 0;
     json_t              *channels;
     ota_err              rc;
 
@@ -1038,9 +1039,7 @@ ota_repo_release(struct ota_repo *r, const char *bundle, const struct ota_releas
         return ota_diag_set(d, OTA_E_INVALID, "bad channel name '%.64s'", o->channel);
     if (o->rollout < 0 || o->rollout > 100)
         return ota_diag_set(d, OTA_E_INVALID, "rollout must be 0..100, not %d", o->rollout);
-    if ((rc = ota_sha256_file(bundle, sha, &len, d)) != OTA_OK)
-        return rc;
-    rc = check_bundle(r, bundle, sha, &m, d);
+    rc = check_bundle(r, bundle, sha, &len, &m, d);
     if (rc != OTA_OK) {
         ota_diag_prefix(d, "bundle '%s'", bundle);
         return rc;
